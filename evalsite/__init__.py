@@ -1,0 +1,5 @@
+"""evalsite: blind human evaluation of text-to-image models."""
+
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)

@@ -1,0 +1,36 @@
+from django.contrib import admin
+
+from .models import Generation, ImageModel, Sweep
+
+
+@admin.register(ImageModel)
+class ImageModelAdmin(admin.ModelAdmin):
+    list_display = (
+        "name", "slug", "backend", "source", "pipeline_class", "num_inference_steps", "guidance_scale",
+        "width", "height", "dtype", "quantization", "offload", "fallback", "enabled",
+    )
+    list_filter = ("backend", "quantization", "offload", "enabled", "is_reference")
+    search_fields = ("name", "slug", "source")
+    prepopulated_fields = {"slug": ("name",)}
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "enabled", "notes")}),
+        ("Source", {"fields": ("backend", "source", "revision", "pipeline_class", "load_params")}),
+        ("Generation settings", {"fields": ("num_inference_steps", "guidance_scale", "width", "height", "extra_params")}),
+        ("Memory and speed", {"fields": ("dtype", "quantization", "offload", "fast_mode", "min_vram_gb", "fallback")}),
+    )
+
+
+@admin.register(Sweep)
+class SweepAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "suite", "status", "created_at", "finished_at")
+    list_filter = ("status",)
+    filter_horizontal = ("image_models",)
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):
+    list_display = ("public_id", "sweep", "model", "prompt", "seed", "status", "seconds", "gpu_name", "attempts")
+    list_filter = ("status", "model", "sweep")
+    search_fields = ("public_id", "prompt__text")
+    list_select_related = ("sweep", "model", "prompt")
+    readonly_fields = [f.name for f in Generation._meta.fields]

@@ -1,0 +1,194 @@
+"""The model registry, sweeps and the generations they produce."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+class Backend(models.TextChoices):
+    DIFFUSERS = "diffusers", "diffusers pipeline"
+    TRANSFORMERS = "transformers", "transformers AutoModelForCausalLM (generate_image)"
+
+
+class DType(models.TextChoices):
+    BF16 = "bfloat16", "bfloat16"
+    FP16 = "float16", "float16"
+    FP32 = "float32", "float32"
+
+
+class Quantization(models.TextChoices):
+    NONE = "none", "none"
+    BNB_8BIT = "8bit", "bitsandbytes 8-bit"
+    BNB_4BIT = "4bit", "bitsandbytes 4-bit (NF4)"
+
+
+class Offload(models.TextChoices):
+    NONE = "none", "none (whole pipeline on the GPU)"
+    MODEL = "model", "model CPU offload"
+    SEQUENTIAL = "sequential", "sequential CPU offload"
+
+
+class ImageModel(models.Model):
+    """One text-to-image system and the settings it renders with."""
+
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=200)
+    backend = models.CharField(max_length=16, choices=Backend.choices, default=Backend.DIFFUSERS)
+    source = models.CharField(max_length=500, help_text="Hub repo id (org/name) or a local directory.")
+    revision = models.CharField(max_length=100, blank=True, help_text="Hub revision (branch, tag or commit).")
+    pipeline_class = models.CharField(
+        max_length=100, blank=True, help_text="diffusers class, e.g. FluxPipeline; empty = DiffusionPipeline (auto)."
+    )
+    num_inference_steps = models.PositiveIntegerField(default=28)
+    guidance_scale = models.FloatField(
+        null=True, blank=True, help_text="Passed to the pipeline when set (0.0 is passed, and disables CFG)."
+    )
+    width = models.PositiveIntegerField(default=1024)
+    height = models.PositiveIntegerField(default=1024)
+    extra_params = models.JSONField(
+        default=dict, blank=True, help_text='More pipeline call kwargs, e.g. {"max_sequence_length": 512}.'
+    )
+    load_params = models.JSONField(default=dict, blank=True, help_text="More from_pretrained kwargs.")
+    dtype = models.CharField(max_length=16, choices=DType.choices, default=DType.BF16)
+    quantization = models.CharField(max_length=8, choices=Quantization.choices, default=Quantization.NONE)
+    offload = models.CharField(max_length=16, choices=Offload.choices, default=Offload.NONE)
+    fast_mode = models.BooleanField(
+        default=False, help_text="Opt-in torch.compile of the denoiser (compile cost amortised over the sweep)."
+    )
+    min_vram_gb = models.FloatField(null=True, blank=True, help_text="Declared minimum VRAM in GiB.")
+    fallback = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="fallback_for",
+        help_text="Rendered with instead when this model runs out of memory even with CPU offload.",
+    )
+    enabled = models.BooleanField(default=True)
+    is_reference = models.BooleanField(default=False, editable=False)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(num_inference_steps__gte=1), name="imagemodel_steps_gte_1"),
+            models.CheckConstraint(
+                condition=~models.Q(fallback=models.F("id")), name="imagemodel_fallback_not_self"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from generation.validation import image_model_errors
+
+        errors = image_model_errors(model=self)
+        if errors:
+            raise ValidationError(errors)
+
+
+class SweepStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "done with failures"
+    CANCELLED = "cancelled", "cancelled"
+
+
+class ImageFormat(models.TextChoices):
+    PNG = "png", "PNG (lossless)"
+    JPEG = "jpeg", "JPEG quality 95"
+    WEBP = "webp", "WebP quality 95"
+
+
+class Sweep(models.Model):
+    """Every prompt of a suite × every model × every seed."""
+
+    name = models.CharField(max_length=200, blank=True)
+    suite = models.ForeignKey("prompts.PromptSuite", on_delete=models.PROTECT, related_name="sweeps")
+    image_models = models.ManyToManyField(ImageModel, related_name="sweeps")
+    seeds = models.JSONField(default=list, help_text="The same seeds for every model and prompt.")
+    canvas_width = models.PositiveIntegerField(default=1024)
+    canvas_height = models.PositiveIntegerField(default=1024)
+    image_format = models.CharField(max_length=8, choices=ImageFormat.choices, default=ImageFormat.PNG)
+    status = models.CharField(max_length=16, choices=SweepStatus.choices, default=SweepStatus.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name or f"Sweep {self.pk}"
+
+
+class GenerationStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+
+
+def new_public_id() -> str:
+    """Opaque, unguessable id under which panelists see an image (reveals nothing)."""
+    return secrets.token_urlsafe(18)
+
+
+def generation_upload_to(instance: "Generation", filename: str) -> str:
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "png"
+    return f"g/{instance.public_id[:2]}/{instance.public_id}.{ext}"
+
+
+class Generation(models.Model):
+    """One image: a prompt rendered by a model with a seed, and how it went."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    sweep = models.ForeignKey(Sweep, on_delete=models.CASCADE, related_name="generations")
+    prompt = models.ForeignKey("prompts.Prompt", on_delete=models.PROTECT, related_name="generations")
+    model = models.ForeignKey(ImageModel, on_delete=models.PROTECT, related_name="generations")
+    seed = models.BigIntegerField()
+    status = models.CharField(
+        max_length=16, choices=GenerationStatus.choices, default=GenerationStatus.PENDING, db_index=True
+    )
+    image = models.ImageField(upload_to=generation_upload_to, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    native_width = models.PositiveIntegerField(null=True, blank=True, help_text="Size the model rendered.")
+    native_height = models.PositiveIntegerField(null=True, blank=True)
+    seconds = models.FloatField(null=True, blank=True, help_text="Pipeline call wall time, CUDA synchronised.")
+    peak_vram_allocated = models.BigIntegerField(null=True, blank=True, help_text="Bytes; null on CPU.")
+    peak_vram_reserved = models.BigIntegerField(null=True, blank=True, help_text="Bytes; null on CPU.")
+    device = models.CharField(max_length=32, blank=True, help_text="cuda or cpu.")
+    gpu_name = models.CharField(max_length=200, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    offload_used = models.CharField(max_length=16, blank=True)
+    fallback_used = models.ForeignKey(
+        ImageModel, null=True, blank=True, on_delete=models.PROTECT, related_name="fallback_generations",
+        help_text="The model that actually rendered, when the fallback was used.",
+    )
+    fast_mode = models.BooleanField(default=False)
+    settings_snapshot = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["sweep", "model", "prompt", "seed"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sweep", "prompt", "model", "seed"], name="generation_unique_per_sweep_prompt_model_seed"
+            ),
+        ]
+        indexes = [models.Index(fields=["sweep", "model", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} ({self.status})"

@@ -1,0 +1,36 @@
+from django.contrib import admin
+
+from .models import Assignment, Criterion, Panelist, Rating, Study
+
+
+class CriterionInline(admin.TabularInline):
+    model = Criterion
+    extra = 0
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = ("name", "sweep", "mode", "ratings_per_item", "status", "results_public", "created_at")
+    list_filter = ("status", "mode")
+    inlines = [CriterionInline]
+
+
+@admin.register(Panelist)
+class PanelistAdmin(admin.ModelAdmin):
+    list_display = ("pseudonym", "study", "created_at", "revoked_at", "excluded", "is_simulated")
+    list_filter = ("study", "excluded", "is_simulated")
+    readonly_fields = ("token",)
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "study", "panelist", "kind", "is_gold", "status", "created_at", "answered_at")
+    list_filter = ("study", "kind", "status", "is_gold")
+    raw_id_fields = ("left", "right", "shown_prompt", "panelist")
+
+
+@admin.register(Rating)
+class RatingAdmin(admin.ModelAdmin):
+    list_display = ("id", "study", "panelist", "generation", "criterion", "score", "side", "is_simulated", "created_at")
+    list_filter = ("study", "criterion", "is_simulated")
+    raw_id_fields = ("assignment", "generation", "panelist")

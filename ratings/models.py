@@ -1,0 +1,188 @@
+"""Studies, criteria, panelists, assignments and ratings."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class StudyMode(models.TextChoices):
+    SINGLE = "single", "single images"
+    PAIR = "pair", "side-by-side pairs"
+    BOTH = "both", "singles and pairs"
+
+
+class StudyStatus(models.TextChoices):
+    DRAFT = "draft", "draft"
+    OPEN = "open", "open"
+    CLOSED = "closed", "closed"
+
+
+class AssignmentStrategy(models.TextChoices):
+    BALANCED = "balanced", "balanced coverage (fewest ratings first)"
+    ACTIVE = "active", "active (where a rating most shrinks the uncertainty that matters)"
+
+
+class Study(models.Model):
+    name = models.CharField(max_length=200)
+    sweep = models.ForeignKey("generation.Sweep", on_delete=models.PROTECT, related_name="studies")
+    mode = models.CharField(max_length=8, choices=StudyMode.choices, default=StudyMode.BOTH)
+    ratings_per_item = models.PositiveIntegerField(default=3, help_text="Ratings wanted per image (and per pair).")
+    gold_enabled = models.BooleanField(default=True, help_text="Mix in known mismatches to check attention.")
+    gold_share = models.FloatField(default=0.1)
+    instructions = models.TextField(blank=True)
+    status = models.CharField(max_length=8, choices=StudyStatus.choices, default=StudyStatus.DRAFT)
+    results_public = models.BooleanField(
+        default=False, help_text="Panelists may see the leaderboard once the study is closed."
+    )
+    assignment_strategy = models.CharField(
+        max_length=16, choices=AssignmentStrategy.choices, default=AssignmentStrategy.BALANCED
+    )
+    assignment_timeout_minutes = models.PositiveIntegerField(default=15)
+    share_token = models.CharField(
+        max_length=64, unique=True, null=True, blank=True,
+        help_text="A shared link that mints a panelist on first visit; empty = invite links only.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(ratings_per_item__gte=1), name="study_k_gte_1"),
+            models.CheckConstraint(
+                condition=models.Q(gold_share__gte=0) & models.Q(gold_share__lte=0.5), name="study_gold_share_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Criterion(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="criteria")
+    key = models.SlugField(max_length=50)
+    name = models.CharField(max_length=100)
+    question = models.CharField(max_length=300)
+    order = models.PositiveIntegerField(default=0)
+    categories = models.JSONField(
+        default=list, blank=True, help_text="Prompt categories it applies to; empty = all prompts."
+    )
+    text_prompts_only = models.BooleanField(
+        default=False, help_text="Only prompts with expected text (or in one of the categories above)."
+    )
+
+    class Meta:
+        ordering = ["study", "order", "id"]
+        constraints = [models.UniqueConstraint(fields=["study", "key"], name="criterion_unique_key_per_study")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Panelist(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="panelists")
+    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    pseudonym = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    excluded = models.BooleanField(default=False, help_text="Ratings leave the score table; kept in exports.")
+    excluded_reason = models.CharField(max_length=200, blank=True)
+    is_simulated = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["study", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "pseudonym"], name="panelist_unique_pseudonym_per_study")
+        ]
+
+    def __str__(self) -> str:
+        return self.pseudonym
+
+
+class AssignmentKind(models.TextChoices):
+    SINGLE = "single", "single"
+    PAIR = "pair", "pair"
+
+
+class AssignmentStatus(models.TextChoices):
+    OPEN = "open", "open"
+    DONE = "done", "done"
+    SKIPPED = "skipped", "skipped"
+    EXPIRED = "expired", "expired"
+
+
+class Assignment(models.Model):
+    """One item shown to one panelist: a single image or a left/right pair."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="assignments")
+    panelist = models.ForeignKey(Panelist, on_delete=models.CASCADE, related_name="assignments")
+    kind = models.CharField(max_length=8, choices=AssignmentKind.choices)
+    left = models.ForeignKey("generation.Generation", on_delete=models.PROTECT, related_name="+")
+    right = models.ForeignKey("generation.Generation", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    shown_prompt = models.ForeignKey(
+        "prompts.Prompt", on_delete=models.PROTECT, related_name="+",
+        help_text="The prompt shown; differs from the image's prompt on gold items.",
+    )
+    is_gold = models.BooleanField(default=False)
+    status = models.CharField(max_length=8, choices=AssignmentStatus.choices, default=AssignmentStatus.OPEN)
+    skip_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    elapsed_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["study", "created_at"]
+        indexes = [
+            models.Index(fields=["study", "status"]),
+            models.Index(fields=["panelist", "status"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(kind="single", right__isnull=True) | models.Q(kind="pair", right__isnull=False)),
+                name="assignment_pair_has_right",
+            ),
+            models.UniqueConstraint(
+                fields=["panelist"], condition=models.Q(status="open"), name="assignment_one_open_per_panelist"
+            ),
+        ]
+
+
+class Side(models.TextChoices):
+    SINGLE = "single", "single"
+    LEFT = "left", "left"
+    RIGHT = "right", "right"
+
+
+class Rating(models.Model):
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="ratings")
+    generation = models.ForeignKey("generation.Generation", on_delete=models.PROTECT, related_name="ratings")
+    criterion = models.ForeignKey(Criterion, on_delete=models.PROTECT, related_name="ratings")
+    panelist = models.ForeignKey(Panelist, on_delete=models.CASCADE, related_name="ratings")
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="ratings")
+    score = models.PositiveSmallIntegerField()
+    side = models.CharField(max_length=8, choices=Side.choices, default=Side.SINGLE)
+    is_simulated = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(score__gte=1) & models.Q(score__lte=10), name="rating_score_1_10"),
+            models.UniqueConstraint(
+                fields=["assignment", "generation", "criterion"], name="rating_unique_per_assignment_image_criterion"
+            ),
+        ]
+        indexes = [models.Index(fields=["study", "criterion"])]

@@ -1,0 +1,90 @@
+"""factory_boy factories for every model; tests build data through these."""
+
+from __future__ import annotations
+
+import factory
+from django.utils import timezone
+
+from generation.models import Generation, GenerationStatus, ImageModel, Sweep
+from prompts.models import Prompt, PromptSuite
+from ratings.models import Criterion, Panelist, Study
+
+
+class PromptSuiteFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PromptSuite
+
+    name = factory.Sequence(lambda n: f"suite-{n}")
+
+
+class PromptFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Prompt
+
+    suite = factory.SubFactory(PromptSuiteFactory)
+    position = factory.Sequence(lambda n: n + 1)
+    text = factory.Sequence(lambda n: f"a photo of object number {n}")
+    category = "General"
+
+
+class ImageModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ImageModel
+
+    slug = factory.Sequence(lambda n: f"model-{n}")
+    name = factory.Sequence(lambda n: f"Model {n}")
+    source = factory.Sequence(lambda n: f"org/model-{n}")
+    pipeline_class = "FluxPipeline"
+    num_inference_steps = 4
+    width = 64
+    height = 64
+
+
+class SweepFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Sweep
+
+    suite = factory.SubFactory(PromptSuiteFactory)
+    seeds = [0]
+    canvas_width = 64
+    canvas_height = 64
+
+
+class GenerationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Generation
+
+    sweep = factory.SubFactory(SweepFactory)
+    prompt = factory.SubFactory(PromptFactory, suite=factory.SelfAttribute("..sweep.suite"))
+    model = factory.SubFactory(ImageModelFactory)
+    seed = 0
+    status = GenerationStatus.DONE
+    width = 64
+    height = 64
+    finished_at = factory.LazyFunction(timezone.now)
+
+
+class StudyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Study
+
+    name = factory.Sequence(lambda n: f"study-{n}")
+    sweep = factory.SubFactory(SweepFactory)
+
+
+class CriterionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Criterion
+
+    study = factory.SubFactory(StudyFactory)
+    key = factory.Sequence(lambda n: f"criterion-{n}")
+    name = factory.Sequence(lambda n: f"Criterion {n}")
+    question = "How good is it?"
+
+
+class PanelistFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Panelist
+
+    study = factory.SubFactory(StudyFactory)
+    pseudonym = factory.Sequence(lambda n: f"panelist-{n}")
