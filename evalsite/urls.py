@@ -6,4 +6,5 @@ urlpatterns = [
     path("", include("prompts.urls")),
     path("", include("generation.urls")),
     path("", include("ratings.urls")),
+    path("", include("ratings.urls_results")),
 ]
