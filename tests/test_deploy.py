@@ -1,0 +1,75 @@
+"""The deployment files stay valid: docker compose config, the Dockerfile, the worker command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from django.conf import settings
+
+ROOT = Path(settings.BASE_DIR)
+
+
+def _compose_cmd() -> list[str] | None:
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+@pytest.fixture(scope="module")
+def compose_config() -> dict:
+    cmd = _compose_cmd()
+    if cmd is None:
+        if os.environ.get("EVALSITE_REQUIRE_SERVICES") == "1":
+            pytest.fail("neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)")
+        pytest.skip("docker compose is not installed")
+    env = {**os.environ, "DJANGO_SECRET_KEY": "x", "HF_TOKEN": "hf_test"}
+    for profile_args in ([], ["--profile", "gpu2"]):
+        subprocess.run([*cmd, *profile_args, "config", "-q"], cwd=ROOT, env=env, check=True)
+    out = subprocess.run([*cmd, "--profile", "gpu2", "config"], cwd=ROOT, env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return yaml.safe_load(out)
+
+
+def test_compose_has_the_services(compose_config):
+    services = compose_config["services"]
+    assert {"postgres", "redis", "web", "worker-gpu", "worker-gpu1"} <= set(services)
+    assert "healthcheck" in services["postgres"] and "healthcheck" in services["redis"]
+    assert services["web"]["environment"]["DATABASE_URL"].startswith("postgres://")
+    assert services["web"]["environment"]["CELERY_BROKER_URL"].startswith("redis://")
+    assert "migrate" in " ".join(services["web"]["command"])
+
+
+def test_each_gpu_worker_is_one_solo_process_on_its_own_gpu(compose_config):
+    services = compose_config["services"]
+    gpus = []
+    for name in ("worker-gpu", "worker-gpu1"):
+        svc = services[name]
+        command = svc["command"]
+        assert "--pool=solo" in command and command[command.index("-c") + 1] == "1"
+        assert "gpu" in command[command.index("-Q") + 1].split(",")
+        (device,) = svc["deploy"]["resources"]["reservations"]["devices"]
+        assert device["capabilities"] == ["gpu"]
+        gpus.extend(device["device_ids"])
+        assert svc["environment"]["HF_TOKEN"] == "hf_test"
+        assert ":/models" in str(svc["volumes"]) or "'target': '/models'" in str(svc["volumes"])
+    assert sorted(gpus) == ["0", "1"]
+
+
+def test_dockerfile_installs_the_pinned_requirements():
+    text = (ROOT / "Dockerfile").read_text()
+    assert "pip install -r requirements.txt" in text
+    assert "collectstatic" in text
+
+
+def test_healthz(client, db):
+    assert json.loads(client.get("/healthz").content) == {"ok": True}
