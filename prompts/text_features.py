@@ -30,7 +30,7 @@ _SPAN = re.compile(
 _CUE = re.compile(
     r"\b(writ\w*|wrote|says?|saying|reads?|reading|signs?|signage|texts?|words?|letter\w*|logos?"
     r"|labels?|labell?ed|titled?|captions?|printed|painted|spell\w*|typograph\w*|fonts?|headlines?"
-    r"|banners?|posters?|billboards?|stickers?|t-shirts?|shirts?|slogans?|called|named|neon|graffiti"
+    r"|banners?|buttons?|show(?:s|ing)|display(?:s|ed|ing)?|posters?|billboards?|stickers?|t-shirts?|shirts?|slogans?|called|named|neon|graffiti"
     r"|inscri\w*|engraved|carved|embroidered|stamped|menus?|covers?|storefronts?|store front)\b"
     r"|写着|写有|文字|字样|标语|招牌|标志|書かれ|文字|看板|라고|글자",
     re.IGNORECASE,

@@ -1,4 +1,8 @@
 from django.urls import path
 
+from . import views
+
 app_name = "prompts"
-urlpatterns: list = []
+urlpatterns = [
+    path("suites/upload/", views.suite_upload, name="suite_upload"),
+]
