@@ -1,0 +1,304 @@
+"""The long-lived engine of one worker process: a VRAM-bounded cache of loaded models and the render loop.
+
+Timing follows the rules of the score table: wall seconds of the pipeline call only, CUDA
+synchronised before and after, model load and one warm-up call per loaded model excluded.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import platform
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import loading
+from .spec import LoadError, ModelSpec, OutOfMemory, RenderOutcome, RenderRequest
+
+log = logging.getLogger(__name__)
+
+WARMUP_STEPS = 2  # same shapes as a real call (kernels, allocator, compile) at a fraction of its cost
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def free_memory() -> None:
+    """Drop what Python still holds, then give cached CUDA blocks back to the driver."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+
+
+def _quiet_progress_bars() -> None:
+    """A worker's log is for events, not tqdm bars of every load and step."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _first_image(result: Any) -> Any:
+    """Pipelines answer with .images (list); generate_image answers with an image."""
+    images = getattr(result, "images", None)
+    if images is not None:
+        return images[0]
+    if isinstance(result, (list, tuple)):
+        return result[0]
+    return result
+
+
+class Engine:
+    """One per worker process (one GPU). Not thread-safe; a worker renders one chunk at a time."""
+
+    def __init__(self, device: str | None = None, vram_budget_bytes: int | None = None):
+        self.device = device or default_device()
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError("Engine(device='cuda') but torch sees no CUDA device")
+        if vram_budget_bytes is None and self.device.startswith("cuda"):
+            vram_budget_bytes = int(torch.cuda.get_device_properties(self.device).total_memory * 0.9)
+        self.vram_budget_bytes = vram_budget_bytes  # None on CPU = unbounded
+        self._cache: OrderedDict[str, loading.Loaded] = OrderedDict()
+        self._known_sizes: dict[str, int] = {}
+        self.events: list[dict[str, Any]] = []  # loads, evictions, OOM retries: for logs and benchmarks
+        _quiet_progress_bars()
+
+    # ----------------------------------------------------------------- information
+    @property
+    def gpu_name(self) -> str:
+        return torch.cuda.get_device_name(self.device) if self.device.startswith("cuda") else ""
+
+    def environment(self) -> dict[str, Any]:
+        """Versions and hardware, for the settings snapshot of every Generation."""
+        import diffusers
+        import transformers
+
+        env: dict[str, Any] = {
+            "device": "cuda" if self.device.startswith("cuda") else "cpu",
+            "gpu_name": self.gpu_name,
+            "torch": torch.__version__,
+            "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+            "cuda": torch.version.cuda or "",
+        }
+        try:
+            import accelerate
+
+            env["accelerate"] = accelerate.__version__
+        except ImportError:
+            pass
+        try:
+            import bitsandbytes
+
+            env["bitsandbytes"] = bitsandbytes.__version__
+        except Exception:  # noqa: BLE001 - bitsandbytes may fail to import without its native library
+            pass
+        if self.device.startswith("cuda"):
+            props = torch.cuda.get_device_properties(self.device)
+            env["gpu_total_memory"] = props.total_memory
+            env["cudnn"] = torch.backends.cudnn.version()
+        return env
+
+    def loaded_slugs(self) -> list[str]:
+        return [loaded.spec.slug for loaded in self._cache.values()]
+
+    # ----------------------------------------------------------------- cache
+    def _evict(self, key: str) -> None:
+        loaded = self._cache.pop(key, None)
+        if loaded is None:
+            return
+        self.events.append({"event": "evict", "slug": loaded.spec.slug, "bytes": loaded.size_bytes})
+        if loaded.backend == "diffusers" and hasattr(loaded.model, "remove_all_hooks"):
+            loaded.model.remove_all_hooks()  # accelerate hooks hold references to the modules
+        loaded.model = None
+        del loaded
+        free_memory()
+
+    def evict_all(self) -> None:
+        for key in list(self._cache):
+            self._evict(key)
+
+    def _make_room(self, need: int) -> None:
+        if self.vram_budget_bytes is None:
+            return
+        while self._cache and sum(x.size_bytes for x in self._cache.values()) + need > self.vram_budget_bytes:
+            self._evict(next(iter(self._cache)))  # least recently used first
+
+    def _estimate(self, spec: ModelSpec) -> int:
+        """Bytes to make room for before loading: what this spec took last time, else its files on disk."""
+        key = spec.cache_key()
+        if key in self._known_sizes:
+            return self._known_sizes[key]
+        path = Path(spec.source).expanduser()
+        if loading.looks_local(spec.source) and path.is_dir():
+            weights = [p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt")]
+            return sum(p.stat().st_size for p in weights)
+        return 0
+
+    def _load(self, spec: ModelSpec, *, offload: str | None = None) -> loading.Loaded:
+        key = spec.cache_key()
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        self._make_room(self._estimate(spec))
+        start = time.perf_counter()
+        loaded = loading.load(spec, device=self.device, offload=offload)
+        _sync(self.device)
+        loaded.load_seconds = time.perf_counter() - start
+        self._make_room(loaded.size_bytes)
+        self._cache[key] = loaded
+        self._known_sizes[key] = loaded.size_bytes
+        self.events.append({"event": "load", "slug": spec.slug, "offload": loaded.offload,
+                            "bytes": loaded.size_bytes, "seconds": loaded.load_seconds, "notes": loaded.notes})
+        return loaded
+
+    def load(self, spec: ModelSpec) -> loading.Loaded:
+        """Load (or reuse) and warm up; on OOM retry with model CPU offload."""
+        try:
+            loaded = self._load(spec)
+            self._warm_up(loaded)
+            return loaded
+        except torch.OutOfMemoryError:
+            pass  # leave the except block first, so the traceback's frames release the tensors
+        return self._reload_offloaded(spec, reason="load")
+
+    def _reload_offloaded(self, spec: ModelSpec, *, reason: str) -> loading.Loaded:
+        key = spec.cache_key()
+        if key in self._cache and self._cache[key].offload != "none":
+            self._evict(key)
+            raise OutOfMemory(f"model {spec.slug!r} ran out of GPU memory during {reason} even with CPU offload")
+        self._evict(key)
+        self.evict_all()  # give the retry the whole card
+        self.events.append({"event": "oom_retry_offload", "slug": spec.slug, "during": reason})
+        log.warning("model %s: CUDA out of memory during %s; reloading with model CPU offload", spec.slug, reason)
+        try:
+            loaded = loading.load(spec, device=self.device, offload="model")
+            loaded.notes.append(f"model CPU offload after CUDA out of memory during {reason}")
+            self._cache[key] = loaded
+            self._warm_up(loaded)
+            return loaded
+        except torch.OutOfMemoryError:
+            pass
+        self._evict(key)
+        raise OutOfMemory(f"model {spec.slug!r} ran out of GPU memory during {reason} even with model CPU offload")
+
+    # ----------------------------------------------------------------- rendering
+    def _call(self, loaded: loading.Loaded, *, prompt: str, seed: int, steps: int | None = None) -> Any:
+        spec = loaded.spec
+        steps = steps or spec.num_inference_steps
+        if loaded.backend == "transformers":
+            kwargs: dict[str, Any] = {"prompt": prompt, "seed": seed, "image_size": f"{spec.width}x{spec.height}",
+                                      "diff_infer_steps": steps}
+            if spec.guidance_scale is not None:
+                kwargs["diff_guidance_scale"] = spec.guidance_scale
+            kwargs.update(spec.extra_params)
+            with torch.inference_mode():
+                return _first_image(loaded.model.generate_image(**kwargs))
+        # One generator per image, on the CPU whatever the device: the same seed gives the same
+        # starting noise with or without offload, so an OOM retry doesn't change the image.
+        kwargs = {
+            "prompt": [prompt],  # a fresh list: ZImagePipeline rewrites its prompt list in place
+            "num_inference_steps": steps,
+            "width": spec.width,
+            "height": spec.height,
+            "generator": torch.Generator(device="cpu").manual_seed(seed),
+            "output_type": "pil",
+        }
+        if spec.guidance_scale is not None:
+            kwargs["guidance_scale"] = spec.guidance_scale
+        kwargs.update(spec.extra_params)
+        with torch.inference_mode():
+            return _first_image(loaded.model(**kwargs))
+
+    def _warm_up(self, loaded: loading.Loaded) -> None:
+        if loaded.warmup_seconds:
+            return
+        start = time.perf_counter()
+        try:
+            _sync(self.device)
+            self._call(loaded, prompt="warm-up", seed=0, steps=min(WARMUP_STEPS, loaded.spec.num_inference_steps))
+            _sync(self.device)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a spec whose call can't run is a broken spec
+            self._evict(loaded.spec.cache_key())
+            raise LoadError(
+                f"model {loaded.spec.slug!r} loaded but its first call failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        loaded.warmup_seconds = time.perf_counter() - start or 1e-9
+        self.events.append({"event": "warmup", "slug": loaded.spec.slug, "seconds": loaded.warmup_seconds})
+
+    def _render_one(self, loaded: loading.Loaded, request: RenderRequest) -> RenderOutcome:
+        cuda = self.device.startswith("cuda")
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        _sync(self.device)
+        start = time.perf_counter()
+        image = self._call(loaded, prompt=request.prompt, seed=request.seed)
+        _sync(self.device)
+        seconds = time.perf_counter() - start
+        return RenderOutcome(
+            key=request.key,
+            image=image,
+            seconds=seconds,
+            peak_vram_allocated=torch.cuda.max_memory_allocated(self.device) if cuda else None,
+            peak_vram_reserved=torch.cuda.max_memory_reserved(self.device) if cuda else None,
+            device="cuda" if cuda else "cpu",
+            gpu_name=self.gpu_name,
+            offload_used=loaded.offload,
+            native_width=getattr(image, "width", None),
+            native_height=getattr(image, "height", None),
+            fast_mode_used=loaded.fast_mode_used,
+            seed=request.seed,
+            prompt=request.prompt,
+        )
+
+    def render(self, spec: ModelSpec, requests: Iterable[RenderRequest]) -> Iterator[RenderOutcome]:
+        """Render each request with this model, yielding each image as soon as it exists.
+
+        Raises LoadError (broken spec) before the first image and OutOfMemory when even a
+        model-CPU-offload reload runs out of memory. An error that concerns one image only
+        comes back as a RenderOutcome with `error` set.
+        """
+        loaded = self.load(spec)
+        for request in requests:
+            oom = False
+            try:
+                outcome = self._render_one(loaded, request)
+            except torch.OutOfMemoryError:
+                oom = True  # handled below, outside the except block, so the failed call's tensors are freed
+            except Exception as exc:  # noqa: BLE001 - one bad image must not stop the chunk
+                log.exception("model %s: render of %s failed", spec.slug, request.key)
+                outcome = RenderOutcome(key=request.key, error=f"{type(exc).__name__}: {exc}",
+                                        device="cuda" if self.device.startswith("cuda") else "cpu",
+                                        gpu_name=self.gpu_name, offload_used=loaded.offload,
+                                        seed=request.seed, prompt=request.prompt)
+            if oom:
+                free_memory()
+                loaded = self._reload_offloaded(spec, reason=f"render of {request.key}")
+                outcome = self._render_after_oom(loaded, spec, request)
+            yield outcome
+
+    def _render_after_oom(self, loaded: loading.Loaded, spec: ModelSpec, request: RenderRequest) -> RenderOutcome:
+        try:
+            return self._render_one(loaded, request)
+        except torch.OutOfMemoryError:
+            pass
+        self._evict(spec.cache_key())
+        raise OutOfMemory(
+            f"model {spec.slug!r} ran out of GPU memory rendering {request.key} even with model CPU offload"
+        )
