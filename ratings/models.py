@@ -45,6 +45,9 @@ class Study(models.Model):
         max_length=16, choices=AssignmentStrategy.choices, default=AssignmentStrategy.BALANCED
     )
     assignment_timeout_minutes = models.PositiveIntegerField(default=15)
+    items_per_panelist = models.PositiveIntegerField(
+        default=0, help_text="Items one panelist is asked to rate (shown as progress n of m); 0 = no limit."
+    )
     share_token = models.CharField(
         max_length=64, unique=True, null=True, blank=True,
         help_text="A shared link that mints a panelist on first visit; empty = invite links only.",
@@ -116,6 +119,42 @@ class AssignmentKind(models.TextChoices):
     PAIR = "pair", "pair"
 
 
+class StudyItem(models.Model):
+    """Something to be rated k times: one image, or two images of one prompt and seed (unordered).
+
+    The counters are the concurrency guard: an assignment takes a slot (n_assigned + 1) while
+    holding the row lock, and the check constraint makes "more than k" impossible in the database.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="items")
+    kind = models.CharField(max_length=8, choices=AssignmentKind.choices)
+    first = models.ForeignKey("generation.Generation", on_delete=models.PROTECT, related_name="+")
+    second = models.ForeignKey("generation.Generation", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    prompt = models.ForeignKey("prompts.Prompt", on_delete=models.PROTECT, related_name="+")
+    model_pair = models.CharField(max_length=64, help_text="Sorted model ids, for balancing pairs (never shown).")
+    target = models.PositiveIntegerField(help_text="Ratings wanted (the study's k when the item was made).")
+    n_assigned = models.PositiveIntegerField(default=0, help_text="Open + done assignments.")
+    n_done = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["study", "id"]
+        indexes = [models.Index(fields=["study", "n_assigned"])]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(n_assigned__lte=models.F("target")), name="item_assigned_lte_target"),
+            models.CheckConstraint(condition=models.Q(n_done__lte=models.F("n_assigned")), name="item_done_lte_assigned"),
+            models.CheckConstraint(
+                condition=(models.Q(kind="single", second__isnull=True) | models.Q(kind="pair", second__isnull=False)),
+                name="item_pair_has_second",
+            ),
+            models.UniqueConstraint(
+                fields=["study", "first"], condition=models.Q(kind="single"), name="item_unique_single"
+            ),
+            models.UniqueConstraint(
+                fields=["study", "first", "second"], condition=models.Q(kind="pair"), name="item_unique_pair"
+            ),
+        ]
+
+
 class AssignmentStatus(models.TextChoices):
     OPEN = "open", "open"
     DONE = "done", "done"
@@ -128,6 +167,10 @@ class Assignment(models.Model):
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="assignments")
     panelist = models.ForeignKey(Panelist, on_delete=models.CASCADE, related_name="assignments")
+    item = models.ForeignKey(
+        StudyItem, null=True, blank=True, on_delete=models.PROTECT, related_name="assignments",
+        help_text="Empty on gold items (they count toward no image's k).",
+    )
     kind = models.CharField(max_length=8, choices=AssignmentKind.choices)
     left = models.ForeignKey("generation.Generation", on_delete=models.PROTECT, related_name="+")
     right = models.ForeignKey("generation.Generation", null=True, blank=True, on_delete=models.PROTECT, related_name="+")

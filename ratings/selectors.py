@@ -1,0 +1,283 @@
+"""Reads for studies, panelists and assignments (writes live in ratings.services)."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Count, F, Q, Sum
+from django.urls import reverse
+
+from generation.models import Generation, GenerationStatus
+from prompts.models import Prompt
+
+from .models import (
+    Assignment,
+    AssignmentKind,
+    AssignmentStatus,
+    Criterion,
+    Panelist,
+    Rating,
+    Side,
+    Study,
+    StudyItem,
+)
+
+# A gold item (an image shown with a prompt it was not made for) is failed when its
+# prompt-accuracy score is at least this: "high" on a 1-10 scale.
+GOLD_FAIL_SCORE = 6
+# A panelist is flagged below this gold pass rate.
+GOLD_FLAG_BELOW = 0.75
+PROMPT_ACCURACY_KEY = "prompt_accuracy"
+
+
+# --- criteria -------------------------------------------------------------------
+
+
+def _norm(values) -> set[str]:
+    return {str(v).strip().lower() for v in values if str(v).strip()}
+
+
+# Categories that are about rendering text, whatever the criterion lists (the importer's names).
+TEXT_CATEGORIES = {"text", "writing & symbols", "text rendering", "text_rendering", "typography"}
+
+
+def criterion_applies(*, criterion: Criterion, prompt: Prompt) -> bool:
+    """Categories narrow a criterion; text-only criteria also need the prompt to ask for text."""
+    category = (prompt.category or "").strip().lower()
+    categories = _norm(criterion.categories)
+    if criterion.text_prompts_only:
+        return bool(prompt.expected_text) or category in categories or category in TEXT_CATEGORIES
+    return not categories or category in categories
+
+
+def criteria_for_prompt(*, study: Study, prompt: Prompt, criteria: list[Criterion] | None = None) -> list[Criterion]:
+    """The study's criteria that apply to this prompt, in display order."""
+    if criteria is None:
+        criteria = list(study.criteria.all())
+    return [c for c in criteria if criterion_applies(criterion=c, prompt=prompt)]
+
+
+# --- panelists ------------------------------------------------------------------
+
+
+def panelist_by_token(*, token: str) -> Panelist | None:
+    return Panelist.objects.select_related("study").filter(token=token).first()
+
+
+def study_by_share_token(*, token: str) -> Study | None:
+    if not token:
+        return None
+    return Study.objects.filter(share_token=token).first()
+
+
+def panelist_invite_url(*, panelist: Panelist) -> str:
+    return settings.SITE_URL + reverse("ratings:panelist_home", kwargs={"token": panelist.token})
+
+
+def study_share_url(*, study: Study) -> str:
+    if not study.share_token:
+        return ""
+    return settings.SITE_URL + reverse("ratings:panelist_home", kwargs={"token": study.share_token})
+
+
+def panelist_progress(*, panelist: Panelist) -> dict:
+    """n of m: items answered (or skipped) and the total this panelist is asked for."""
+    counts = Assignment.objects.filter(panelist=panelist).aggregate(
+        answered=Count("id", filter=Q(status__in=[AssignmentStatus.DONE, AssignmentStatus.SKIPPED])),
+    )
+    answered = counts["answered"]
+    quota = panelist.study.items_per_panelist
+    if quota:
+        total = quota
+    else:
+        # Without a quota, m is what is answered plus what the study still needs (an upper bound).
+        left = StudyItem.objects.filter(study_id=panelist.study_id, n_assigned__lt=F("target")).count()
+        total = answered + left
+    return {"n": min(answered + 1, max(total, 1)), "answered": answered, "m": max(total, answered + 1)}
+
+
+# --- assignment display ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One image slot on the rating page: what the panelist sees, nothing more."""
+
+    side: str  # single | left | right
+    label: str  # "Image" | "Left image (A)" | "Right image (B)"
+    generation_id: int
+    public_id: str
+
+
+def assignment_shown(*, assignment: Assignment) -> list[Shown]:
+    """The images of an assignment in the order shown (left/right as recorded)."""
+    if assignment.kind == AssignmentKind.SINGLE:
+        return [Shown(Side.SINGLE, "Image", assignment.left_id, assignment.left.public_id)]
+    return [
+        Shown(Side.LEFT, "Left image (A)", assignment.left_id, assignment.left.public_id),
+        Shown(Side.RIGHT, "Right image (B)", assignment.right_id, assignment.right.public_id),
+    ]
+
+
+def assignment_for_panelist(*, panelist: Panelist, assignment_id: int) -> Assignment | None:
+    return (
+        Assignment.objects.select_related("left", "right", "shown_prompt")
+        .filter(pk=assignment_id, panelist=panelist)
+        .first()
+    )
+
+
+def panelist_open_image(*, panelist: Panelist, public_id: str) -> Generation | None:
+    """The image, only while it is part of this panelist's open assignment (one query)."""
+    assignment = (
+        Assignment.objects.select_related("left", "right")
+        .filter(panelist=panelist, status=AssignmentStatus.OPEN)
+        .filter(Q(left__public_id=public_id) | Q(right__public_id=public_id))
+        .first()
+    )
+    if assignment is None:
+        return None
+    return assignment.left if assignment.left.public_id == public_id else assignment.right
+
+
+# --- staff dashboard ------------------------------------------------------------
+
+
+def study_progress(*, study: Study) -> dict:
+    """How far the rating is: items at their k, ratings, panelists; complete when every item has k."""
+    rows = (
+        StudyItem.objects.filter(study=study)
+        .values("kind")
+        .annotate(
+            items=Count("id"),
+            complete=Count("id", filter=Q(n_done__gte=F("target"))),
+            done=Sum("n_done"),
+            target=Sum("target"),
+            in_progress=Sum("n_assigned") - Sum("n_done"),
+        )
+        .order_by("kind")
+    )
+    kinds = {r["kind"]: r for r in rows}
+    items = sum(r["items"] for r in kinds.values())
+    complete_items = sum(r["complete"] for r in kinds.values())
+    done = sum(r["done"] or 0 for r in kinds.values())
+    target = sum(r["target"] or 0 for r in kinds.values())
+    assignment_counts = Assignment.objects.filter(study=study).aggregate(
+        gold=Count("id", filter=Q(is_gold=True, status=AssignmentStatus.DONE)),
+        skipped=Count("id", filter=Q(status=AssignmentStatus.SKIPPED)),
+        expired=Count("id", filter=Q(status=AssignmentStatus.EXPIRED)),
+        open=Count("id", filter=Q(status=AssignmentStatus.OPEN)),
+    )
+    return {
+        "kinds": kinds,
+        "items": items,
+        "complete_items": complete_items,
+        "assignments_done": done,
+        "assignments_target": target,
+        "percent": round(100.0 * done / target, 1) if target else 0.0,
+        "complete": items > 0 and complete_items == items,
+        "ratings": Rating.objects.filter(study=study).count(),
+        "panelists": Panelist.objects.filter(study=study).count(),
+        **assignment_counts,
+    }
+
+
+def study_sweep_progress(*, study: Study) -> list[dict]:
+    """Per-model render progress: GEN's selector when present, else counted from Generation rows."""
+    try:
+        from generation.selectors import sweep_progress
+    except ImportError:
+        sweep_progress = None
+    if sweep_progress is not None:
+        return list(sweep_progress(sweep=study.sweep))
+    rows = (
+        Generation.objects.filter(sweep=study.sweep)
+        .values("model_id", "model__name")
+        .annotate(
+            done=Count("id", filter=Q(status=GenerationStatus.DONE)),
+            failed=Count("id", filter=Q(status=GenerationStatus.FAILED)),
+            total=Count("id"),
+        )
+        .order_by("model__name")
+    )
+    return [
+        {"model_id": r["model_id"], "model_name": r["model__name"], "done": r["done"], "failed": r["failed"],
+         "total": r["total"], "images_per_second": None, "eta_seconds": None}
+        for r in rows
+    ]
+
+
+def panelist_quality(*, study: Study) -> list[dict]:
+    """Per panelist: items, gold pass rate (flag), median seconds per item, agreement with the others.
+
+    Agreement is the mean absolute difference between a panelist's score and the mean of the
+    other panelists' scores on the same image and criterion (non-gold ratings only), and the
+    Pearson r between the two where there is enough data. Four queries, whatever the panel size.
+    """
+    panelists = list(Panelist.objects.filter(study=study).order_by("created_at"))
+    stats = {
+        r["panelist_id"]: r
+        for r in Assignment.objects.filter(study=study)
+        .values("panelist_id")
+        .annotate(
+            done=Count("id", filter=Q(status=AssignmentStatus.DONE, is_gold=False)),
+            skipped=Count("id", filter=Q(status=AssignmentStatus.SKIPPED)),
+        )
+    }
+    elapsed: dict[int, list[int]] = defaultdict(list)
+    for pid, ms in Assignment.objects.filter(
+        study=study, status=AssignmentStatus.DONE, elapsed_ms__isnull=False
+    ).values_list("panelist_id", "elapsed_ms"):
+        elapsed[pid].append(ms)
+
+    gold: dict[int, list[int]] = defaultdict(list)
+    by_cell: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+    for pid, gen_id, crit_id, key, score, is_gold in Rating.objects.filter(study=study).values_list(
+        "panelist_id", "generation_id", "criterion_id", "criterion__key", "score", "assignment__is_gold"
+    ):
+        if is_gold:
+            if key == PROMPT_ACCURACY_KEY:
+                gold[pid].append(score)
+        else:
+            by_cell[(gen_id, crit_id)].append((pid, score))
+
+    pairs: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for cell in by_cell.values():
+        if len(cell) < 2:
+            continue
+        total = sum(s for _, s in cell)
+        for pid, score in cell:
+            pairs[pid].append((score, (total - score) / (len(cell) - 1)))
+
+    out = []
+    for p in panelists:
+        s = stats.get(p.pk, {})
+        g = gold.get(p.pk, [])
+        passed = sum(1 for score in g if score < GOLD_FAIL_SCORE)
+        gold_rate = passed / len(g) if g else None
+        agree = pairs.get(p.pk, [])
+        mad = sum(abs(a - b) for a, b in agree) / len(agree) if agree else None
+        corr = None
+        if len(agree) >= 3:
+            try:
+                corr = statistics.correlation([a for a, _ in agree], [b for _, b in agree])
+            except statistics.StatisticsError:
+                corr = None
+        ms = elapsed.get(p.pk, [])
+        out.append({
+            "panelist": p,
+            "done": s.get("done", 0),
+            "skipped": s.get("skipped", 0),
+            "gold_n": len(g),
+            "gold_failed": len(g) - passed,
+            "gold_pass_rate": gold_rate,
+            "flagged": gold_rate is not None and gold_rate < GOLD_FLAG_BELOW,
+            "median_seconds": statistics.median(ms) / 1000.0 if ms else None,
+            "agreement_mad": mad,
+            "agreement_r": corr,
+            "agreement_n": len(agree),
+        })
+    return out

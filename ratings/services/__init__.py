@@ -1,0 +1,70 @@
+"""Writes for the ratings app: studies, panelists, assignments and answers.
+
+Everything here is what views, commands and other apps (simulate_panel) call.
+"""
+
+from .assignments import (
+    assignment_next,
+    assignment_skip,
+    assignment_submit,
+    assignments_expire,
+    assignments_release_for_panelist,
+)
+from .errors import (
+    AlreadyAnswered,
+    InvalidScores,
+    ItemExpired,
+    LinkRevoked,
+    NotAssigned,
+    RatingRefused,
+    StudyNotOpen,
+    StudySetupError,
+)
+from .panelists import (
+    panelist_check,
+    panelist_consent,
+    panelist_create,
+    panelist_exclude,
+    panelist_from_share,
+    panelist_revoke,
+)
+from .studies import (
+    DEFAULT_CRITERIA,
+    study_close,
+    study_create,
+    study_default_criteria_ensure,
+    study_items_sync,
+    study_open,
+    study_share_disable,
+    study_share_enable,
+)
+
+__all__ = [
+    "AlreadyAnswered",
+    "DEFAULT_CRITERIA",
+    "InvalidScores",
+    "ItemExpired",
+    "LinkRevoked",
+    "NotAssigned",
+    "RatingRefused",
+    "StudyNotOpen",
+    "StudySetupError",
+    "assignment_next",
+    "assignment_skip",
+    "assignment_submit",
+    "assignments_expire",
+    "assignments_release_for_panelist",
+    "panelist_check",
+    "panelist_consent",
+    "panelist_create",
+    "panelist_exclude",
+    "panelist_from_share",
+    "panelist_revoke",
+    "study_close",
+    "study_create",
+    "study_default_criteria_ensure",
+    "study_items_sync",
+    "study_open",
+    "study_share_disable",
+    "study_share_enable",
+]

@@ -1,0 +1,400 @@
+"""Handing out items and taking answers: the part that must stay correct under concurrency.
+
+An item (StudyItem) holds the counters. Taking an item means locking its row
+(``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent panelists take different rows
+instead of queueing; on SQLite every write transaction is ``BEGIN IMMEDIATE`` and so serialised)
+and incrementing ``n_assigned``, which a check constraint keeps at or below the item's k.
+An answer locks its assignment row, so the same answer submitted twice, even at the same
+moment, is written once; a unique constraint on (assignment, image, criterion) backs that up.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from generation.models import Generation, GenerationStatus
+from prompts.models import Prompt
+
+from ..models import (
+    Assignment,
+    AssignmentKind,
+    AssignmentStatus,
+    AssignmentStrategy,
+    Criterion,
+    Panelist,
+    Rating,
+    Side,
+    Study,
+    StudyItem,
+)
+from ..selectors import PROMPT_ACCURACY_KEY, criteria_for_prompt
+from ..types import ItemCandidate
+from .errors import AlreadyAnswered, InvalidScores, ItemExpired, NotAssigned, RatingRefused
+from .panelists import panelist_check
+
+# How many free items one request locks to choose from (balanced) or offers a strategy (active).
+LOCK_POOL = 12
+ACTIVE_POOL = 200
+SKIP_REASON_MAX = 200
+
+_rng = random.SystemRandom()
+
+
+def _for_update(qs, *, skip_locked: bool = False):
+    """Row locks where the database has them; SQLite serialises write transactions instead."""
+    if connection.features.has_select_for_update:
+        if skip_locked and connection.features.has_select_for_update_skip_locked:
+            return qs.select_for_update(skip_locked=True, of=("self",))
+        return qs.select_for_update(of=("self",)) if connection.features.has_select_for_update_of else qs.select_for_update()
+    return qs
+
+
+def _release_items(item_ids: list[int | None]) -> None:
+    """Give slots back: one decrement per released assignment."""
+    for item_id, n in Counter(i for i in item_ids if i is not None).items():
+        StudyItem.objects.filter(pk=item_id).update(n_assigned=F("n_assigned") - n)
+
+
+def assignments_expire(*, study: Study, now: datetime, everything: bool = False) -> int:
+    """Open assignments past their deadline go back to the pool (all of them when a study closes)."""
+    qs = Assignment.objects.filter(study=study, status=AssignmentStatus.OPEN)
+    if not everything:
+        qs = qs.filter(expires_at__lte=now)
+    with transaction.atomic():
+        rows = list(_for_update(qs, skip_locked=True).values_list("id", "item_id"))
+        if not rows:
+            return 0
+        Assignment.objects.filter(pk__in=[r[0] for r in rows], status=AssignmentStatus.OPEN).update(
+            status=AssignmentStatus.EXPIRED
+        )
+        _release_items([r[1] for r in rows])
+    return len(rows)
+
+
+def assignments_release_for_panelist(*, panelist: Panelist) -> None:
+    with transaction.atomic():
+        rows = list(
+            _for_update(Assignment.objects.filter(panelist=panelist, status=AssignmentStatus.OPEN)).values_list(
+                "id", "item_id"
+            )
+        )
+        if rows:
+            Assignment.objects.filter(pk__in=[r[0] for r in rows]).update(status=AssignmentStatus.EXPIRED)
+            _release_items([r[1] for r in rows])
+
+
+def _seen_and_last(*, panelist: Panelist) -> tuple[set[int], int | None, int]:
+    """Every image this panelist was ever given, the prompt shown last, and items answered."""
+    seen: set[int] = set()
+    last_prompt = None
+    answered = 0
+    rows = Assignment.objects.filter(panelist=panelist).order_by("-created_at", "-id").values_list(
+        "left_id", "right_id", "shown_prompt_id", "status"
+    )
+    for left, right, shown, status in rows:
+        if last_prompt is None:
+            last_prompt = shown
+        seen.add(left)
+        if right is not None:
+            seen.add(right)
+        if status in (AssignmentStatus.DONE, AssignmentStatus.SKIPPED):
+            answered += 1
+    return seen, last_prompt, answered
+
+
+def _free_items(*, study: Study, seen: set[int], last_prompt: int | None):
+    qs = StudyItem.objects.filter(study=study, n_assigned__lt=F("target"))
+    if seen:
+        qs = qs.exclude(first_id__in=seen).exclude(second_id__in=seen)
+    if last_prompt is not None:
+        qs = qs.exclude(prompt_id=last_prompt)
+    return qs
+
+
+def _pick_balanced(*, study: Study, locked: list[StudyItem]) -> StudyItem:
+    """Fewest ratings first; among equals, the kind and model (pair) furthest behind, then chance."""
+    level = min(i.n_assigned for i in locked)
+    tied = [i for i in locked if i.n_assigned == level]
+    if len({(i.kind, i.model_pair) for i in tied}) > 1:
+        fill = {
+            (r["kind"], r["model_pair"]): (r["a"] or 0) / r["t"] if r["t"] else 1.0
+            for r in StudyItem.objects.filter(study=study)
+            .values("kind", "model_pair")
+            .annotate(a=Sum("n_assigned"), t=Sum("target"))
+            .order_by()
+        }
+        lowest = min(fill.get((i.kind, i.model_pair), 0.0) for i in tied)
+        tied = [i for i in tied if fill.get((i.kind, i.model_pair), 0.0) == lowest]
+    return _rng.choice(tied)
+
+
+def _pick_active(*, study: Study, panelist: Panelist, free) -> StudyItem | None:
+    """Let the active strategy choose among the free items, then lock its choice."""
+    from ..active import pick_active_item
+
+    rows = list(
+        free.order_by("n_assigned", "?").values(
+            "id", "kind", "first_id", "second_id", "first__model_id", "second__model_id", "prompt_id", "n_done"
+        )[:ACTIVE_POOL]
+    )
+    if not rows:
+        return None
+    by_key: dict[tuple, int] = {}
+    candidates = []
+    for r in rows:
+        gens = (r["first_id"],) if r["second_id"] is None else (r["first_id"], r["second_id"])
+        models = (r["first__model_id"],) if r["second_id"] is None else (r["first__model_id"], r["second__model_id"])
+        by_key[(r["kind"], gens)] = r["id"]
+        candidates.append(ItemCandidate(kind=r["kind"], generation_ids=gens, model_ids=models,
+                                        prompt_id=r["prompt_id"], n_ratings=r["n_done"]))
+    choice = pick_active_item(study=study, panelist=panelist, candidates=candidates)
+    if choice is None:
+        return None
+    item_id = by_key.get((choice.kind, tuple(choice.generation_ids)))
+    if item_id is None:
+        item_id = by_key.get((choice.kind, tuple(reversed(choice.generation_ids))))
+    if item_id is None:
+        raise ValueError("pick_active_item returned an item that was not among the candidates")
+    return _for_update(free.filter(pk=item_id), skip_locked=True).first()
+
+
+def _gold_assignment(*, study: Study, panelist: Panelist, seen: set[int], last_prompt: int | None,
+                     now: datetime) -> Assignment | None:
+    """A known mismatch: a rendered image shown with another prompt of the suite."""
+    gen = (
+        Generation.objects.filter(sweep_id=study.sweep_id, status=GenerationStatus.DONE)
+        .exclude(image="")
+        .exclude(pk__in=seen)
+        .only("id", "prompt_id")
+        .order_by("?")
+        .first()
+    )
+    if gen is None:
+        return None
+    prompts = Prompt.objects.filter(suite_id=study.sweep.suite_id).exclude(pk=gen.prompt_id)
+    if last_prompt is not None:
+        prompts = prompts.exclude(pk=last_prompt)
+    shown = prompts.order_by("?").first()
+    if shown is None:
+        return None
+    return Assignment.objects.create(
+        study=study, panelist=panelist, kind=AssignmentKind.SINGLE, left_id=gen.pk, shown_prompt=shown,
+        is_gold=True, expires_at=now + timedelta(minutes=study.assignment_timeout_minutes),
+    )
+
+
+def _wants_gold(*, study: Study, criteria: list[Criterion]) -> bool:
+    if not study.gold_enabled or study.gold_share <= 0:
+        return False
+    if not any(c.key == PROMPT_ACCURACY_KEY for c in criteria):
+        return False
+    return _rng.random() < study.gold_share
+
+
+def _take(*, panelist: Panelist, now: datetime) -> Assignment | None:
+    study = panelist.study
+    current = (
+        Assignment.objects.filter(panelist=panelist, status=AssignmentStatus.OPEN).order_by("-id").first()
+    )
+    if current is not None and current.expires_at > now:
+        return current
+    assignments_expire(study=study, now=now)
+    seen, last_prompt, answered = _seen_and_last(panelist=panelist)
+    if study.items_per_panelist and answered >= study.items_per_panelist:
+        return None
+    free = _free_items(study=study, seen=seen, last_prompt=last_prompt)
+    if study.assignment_strategy == AssignmentStrategy.ACTIVE:
+        item = _pick_active(study=study, panelist=panelist, free=free)
+        if item is None:
+            return None
+    else:
+        locked = list(_for_update(free.order_by("n_assigned", "?"), skip_locked=True)[:LOCK_POOL])
+        if not locked and connection.features.has_select_for_update_skip_locked:
+            # Everything free is locked by other requests right now: wait for one instead of
+            # wrongly reporting "nothing left" (the row is re-checked after the other commits).
+            locked = list(_for_update(free.order_by("n_assigned", "?"))[:1])
+        if not locked:
+            return None
+        item = _pick_balanced(study=study, locked=locked)
+    expires = now + timedelta(minutes=study.assignment_timeout_minutes)
+    criteria = list(study.criteria.all())
+    if _wants_gold(study=study, criteria=criteria):
+        gold = _gold_assignment(study=study, panelist=panelist, seen=seen, last_prompt=last_prompt, now=now)
+        if gold is not None:
+            return gold
+    StudyItem.objects.filter(pk=item.pk).update(n_assigned=F("n_assigned") + 1)
+    left, right = item.first_id, item.second_id
+    if item.kind == AssignmentKind.PAIR and _rng.random() < 0.5:
+        left, right = right, left
+    return Assignment.objects.create(
+        study=study, panelist=panelist, item=item, kind=item.kind, left_id=left, right_id=right,
+        shown_prompt_id=item.prompt_id, expires_at=expires,
+    )
+
+
+def assignment_next(*, panelist: Panelist, now: datetime | None = None) -> Assignment | None:
+    """The panelist's open item, or a new one; None when there is nothing left for them.
+
+    Balanced: the free items with the fewest assignments first, never an image this panelist
+    was given before, never the prompt they saw last; ties go to the kind / model pair
+    furthest behind. ``study.assignment_strategy == "active"`` hands the choice to
+    ``ratings.active.pick_active_item``. Raises RatingRefused when the link or study forbids it.
+    """
+    now = now or timezone.now()
+    panelist_check(panelist=panelist)
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                assignment = _take(panelist=panelist, now=now)
+        except IntegrityError:
+            # The same panelist asked twice at once: the other request's open assignment wins.
+            assignment = Assignment.objects.filter(panelist=panelist, status=AssignmentStatus.OPEN).first()
+            if assignment is None:
+                raise
+        if assignment is not None or attempt:
+            return assignment
+        # Nothing free: images rendered since the study opened may not have items yet.
+        from .studies import study_items_sync
+
+        if not study_items_sync(study=panelist.study):
+            return None
+    return None
+
+
+def _expected_cells(*, assignment: Assignment, criteria: list[Criterion]) -> dict[tuple[int, int], str]:
+    sides = [(assignment.left_id, Side.SINGLE)] if assignment.kind == AssignmentKind.SINGLE else [
+        (assignment.left_id, Side.LEFT), (assignment.right_id, Side.RIGHT)
+    ]
+    return {(gen_id, c.pk): side for gen_id, side in sides for c in criteria}
+
+
+def _validate_scores(*, scores: dict, expected: dict[tuple[int, int], str], study: Study,
+                     assignment: Assignment, criteria: list[Criterion]) -> dict[tuple[int, int], int]:
+    if not isinstance(scores, dict) or not scores:
+        raise InvalidScores("No scores were sent. Please score every criterion.")
+    gens = {g for g, _ in expected}
+    crits = {c.pk for c in criteria}
+    clean: dict[tuple[int, int], int] = {}
+    for key, value in scores.items():
+        try:
+            gen_id, crit_id = int(key[0]), int(key[1])
+        except (TypeError, ValueError, IndexError):
+            raise InvalidScores(f"Malformed score key {key!r}.") from None
+        if gen_id not in gens:
+            raise NotAssigned("That image is not part of this item.")
+        if crit_id not in crits:
+            if Criterion.objects.filter(pk=crit_id, study=study).exists():
+                raise InvalidScores("That criterion does not apply to this prompt.")
+            raise InvalidScores("That criterion is not part of this study.")
+        if isinstance(value, bool):
+            raise InvalidScores("Scores are whole numbers from 1 to 10.")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise InvalidScores("Scores are whole numbers from 1 to 10.") from None
+        if str(value).strip() != str(number) or not 1 <= number <= 10:
+            raise InvalidScores(f"{value!r} is not a score: use a whole number from 1 to 10.")
+        clean[(gen_id, crit_id)] = number
+    missing = set(expected) - set(clean)
+    if missing:
+        names = sorted({c.name for c in criteria if any(k[1] == c.pk for k in missing)})
+        raise InvalidScores("Please score every criterion: missing " + ", ".join(names) + ".")
+    return clean
+
+
+def assignment_submit(
+    *,
+    assignment_id: int,
+    panelist: Panelist,
+    scores: dict[tuple[int, int], int],
+    elapsed_ms: int | None = None,
+    now: datetime | None = None,
+) -> list[Rating]:
+    """Save one answer: every applicable criterion for every image of the item, all or nothing."""
+    now = now or timezone.now()
+    panelist_check(panelist=panelist)
+    with transaction.atomic():
+        assignment = (
+            _for_update(Assignment.objects.filter(pk=assignment_id, panelist=panelist))
+            .select_related("shown_prompt", "study")
+            .first()
+        )
+        if assignment is None:
+            raise NotAssigned("This item is not assigned to you.")
+        if assignment.status == AssignmentStatus.DONE:
+            raise AlreadyAnswered("This answer was already saved.")
+        if assignment.status == AssignmentStatus.SKIPPED:
+            raise AlreadyAnswered("This item was skipped.")
+        if assignment.status == AssignmentStatus.EXPIRED or assignment.expires_at <= now:
+            if assignment.status == AssignmentStatus.OPEN:
+                assignments_expire(study=assignment.study, now=now)
+            raise ItemExpired(
+                f"This item timed out after {assignment.study.assignment_timeout_minutes} minutes and went "
+                "back to the pool; here is a new one."
+            )
+        criteria = criteria_for_prompt(study=assignment.study, prompt=assignment.shown_prompt)
+        expected = _expected_cells(assignment=assignment, criteria=criteria)
+        clean = _validate_scores(scores=scores, expected=expected, study=assignment.study,
+                                 assignment=assignment, criteria=criteria)
+        if elapsed_ms is None or elapsed_ms < 0:
+            elapsed_ms = int((now - assignment.created_at).total_seconds() * 1000)
+        ratings = [
+            Rating(assignment=assignment, generation_id=gen_id, criterion_id=crit_id, panelist=panelist,
+                   study_id=assignment.study_id, score=score, side=expected[(gen_id, crit_id)],
+                   is_simulated=panelist.is_simulated)
+            for (gen_id, crit_id), score in sorted(clean.items())
+        ]
+        try:
+            with transaction.atomic():
+                Rating.objects.bulk_create(ratings)
+        except IntegrityError:
+            raise AlreadyAnswered("This answer was already saved.") from None
+        Assignment.objects.filter(pk=assignment.pk).update(
+            status=AssignmentStatus.DONE, answered_at=now, elapsed_ms=min(int(elapsed_ms), 2**31 - 1)
+        )
+        if assignment.item_id is not None:
+            StudyItem.objects.filter(pk=assignment.item_id).update(n_done=F("n_done") + 1)
+        if panelist.last_seen_at is None or (now - panelist.last_seen_at).total_seconds() > 60:
+            Panelist.objects.filter(pk=panelist.pk).update(last_seen_at=now)
+    return ratings
+
+
+def assignment_skip(*, assignment_id: int, panelist: Panelist, reason: str, now: datetime | None = None) -> Assignment:
+    """Skip with a reason; the item's slot goes back to the pool for someone else."""
+    now = now or timezone.now()
+    panelist_check(panelist=panelist)
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidScores("Please say why you skip (e.g. the image did not load).")
+    if len(reason) > SKIP_REASON_MAX:
+        raise InvalidScores(f"Please keep the reason under {SKIP_REASON_MAX} characters.")
+    with transaction.atomic():
+        assignment = _for_update(Assignment.objects.filter(pk=assignment_id, panelist=panelist)).first()
+        if assignment is None:
+            raise NotAssigned("This item is not assigned to you.")
+        if assignment.status != AssignmentStatus.OPEN:
+            raise AlreadyAnswered("This item was already answered or skipped.")
+        updated = Assignment.objects.filter(pk=assignment.pk, status=AssignmentStatus.OPEN).update(
+            status=AssignmentStatus.SKIPPED, skip_reason=reason, answered_at=now
+        )
+        if not updated:
+            raise RatingRefused("This item changed meanwhile; please reload.")
+        _release_items([assignment.item_id])
+        assignment.status = AssignmentStatus.SKIPPED
+        assignment.skip_reason = reason
+    return assignment
+
+
+__all__ = [
+    "assignment_next",
+    "assignment_skip",
+    "assignment_submit",
+    "assignments_expire",
+    "assignments_release_for_panelist",
+]

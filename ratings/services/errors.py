@@ -1,0 +1,41 @@
+"""Why a panelist's request was refused; each carries a message fit to show them."""
+
+from __future__ import annotations
+
+
+class RatingRefused(Exception):
+    """Base: the request is refused and nothing was written."""
+
+    status_code = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class StudyNotOpen(RatingRefused):
+    status_code = 403
+
+
+class LinkRevoked(RatingRefused):
+    status_code = 403
+
+
+class NotAssigned(RatingRefused):
+    status_code = 404
+
+
+class AlreadyAnswered(RatingRefused):
+    status_code = 409
+
+
+class ItemExpired(RatingRefused):
+    status_code = 409
+
+
+class InvalidScores(RatingRefused):
+    status_code = 400
+
+
+class StudySetupError(RatingRefused):
+    """A study can't be created or opened as asked (staff-facing)."""

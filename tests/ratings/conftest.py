@@ -1,0 +1,35 @@
+"""Fixtures for the ratings tests; Chromium launch settings for the browser tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tests.ratings.helpers import make_sweep
+
+
+@pytest.fixture
+def rendered_sweep(db):
+    return make_sweep()
+
+
+def chromium_path() -> str | None:
+    path = "/usr/bin/chromium"
+    return path if os.path.exists(path) and shutil.which(path) else None
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args():
+    """Debian's Chromium, never a downloaded browser."""
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("EVALSITE_REQUIRE_BROWSER") == "1":
+            pytest.fail("EVALSITE_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing")
+        pytest.skip("/usr/bin/chromium is missing")
+    return {
+        "executable_path": path,
+        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"],
+    }
