@@ -40,7 +40,11 @@ def _header_delimiter(first_line: str) -> str | None:
 
 
 def format_detect(*, name: str, text: str) -> str:
-    """The format from the file name's extension, checked against the content."""
+    """The format from the file name's extension, checked against the content.
+
+    Content decides when the extension is unknown (an upload named "prompts"), and
+    corrects the usual mix-ups: a tab-separated ".csv", JSON Lines named ".json".
+    """
     ext = PurePath(name).suffix.lower()
     start = text.lstrip()[:1]
     first_line = text.split("\n", 1)[0]
@@ -55,6 +59,8 @@ def format_detect(*, name: str, text: str) -> str:
             except json.JSONDecodeError:
                 return "jsonl"
         return by_ext or "jsonl"
+    if by_ext == "txt":
+        return "txt"  # one prompt per line, even one that looks like a header
     delimiter = _header_delimiter(first_line)
     if by_ext in ("csv", "tsv"):
         # A ".csv" that is really tab-separated (a common spreadsheet export) is read as TSV.
