@@ -1,0 +1,187 @@
+"""A simulated rating panel with a known truth (pure numpy; no Django).
+
+Used three ways: the statistics tests, ``benchmarks/simulate_panel.py`` and the
+``simulate_panel`` command. A rating is
+
+    score = clip(round(5.5 + stretch_r · (q_m + d_p + u_mp − 5.5) + offset_r + noise), 1, 10)
+
+with q_m the model's latent quality, d_p the prompt's difficulty (shared by every
+model), u_mp a model × prompt interaction (models are good at different prompts),
+offset_r / stretch_r the rater's leniency and scale, and noise per rating. In a pair
+the same rater scores both images with the same latent values, so the same latent
+model decides who wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MID = 5.5
+
+
+@dataclass(frozen=True)
+class Panel:
+    """The population a simulated study is drawn from."""
+
+    quality: tuple[float, ...]  # q_m on the 1–10 scale
+    prompt_sd: float = 0.8
+    interaction_sd: float = 0.4
+    rater_offset_sd: float = 0.6
+    rater_stretch_sd: float = 0.15  # log-normal spread of raters' scale
+    noise_sd: float = 1.0
+
+    @property
+    def n_models(self) -> int:
+        return len(self.quality)
+
+
+@dataclass
+class Raters:
+    offset: np.ndarray
+    stretch: np.ndarray
+
+
+@dataclass
+class Draw:
+    """Latent state of one simulated study: its prompts and its raters."""
+
+    difficulty: np.ndarray  # (P,)
+    interaction: np.ndarray  # (P, M)
+    raters: Raters
+    extra: dict = field(default_factory=dict)
+
+
+def latent_quality_for(key: str, *, low: float = 3.5, high: float = 8.0) -> float:
+    """A stable latent quality from a name, so demo models differ the same way on every run."""
+    h = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")
+    return low + (high - low) * (h / 2**64)
+
+
+def draw_study(*, panel: Panel, n_prompts: int, n_raters: int, rng: np.random.Generator) -> Draw:
+    """Sample the prompts and raters of one study."""
+    return Draw(
+        difficulty=rng.normal(0.0, panel.prompt_sd, n_prompts),
+        interaction=rng.normal(0.0, panel.interaction_sd, (n_prompts, panel.n_models)),
+        raters=Raters(
+            offset=rng.normal(0.0, panel.rater_offset_sd, n_raters),
+            stretch=np.exp(rng.normal(0.0, panel.rater_stretch_sd, n_raters)),
+        ),
+    )
+
+
+def score(
+    *, panel: Panel, draw: Draw, model: np.ndarray, prompt: np.ndarray, rater: np.ndarray, noise: np.ndarray
+) -> np.ndarray:
+    """Integer scores 1–10 for given (model, prompt, rater) triples and noise draws."""
+    q = np.asarray(panel.quality)[model] + draw.difficulty[prompt] + draw.interaction[prompt, model]
+    raw = MID + draw.raters.stretch[rater] * (q - MID) + draw.raters.offset[rater] + noise
+    return np.clip(np.rint(raw), 1, 10).astype(np.int64)
+
+
+def true_means(*, panel: Panel, n: int = 400_000, seed: int = 12345) -> np.ndarray:
+    """Expected score of each model over the prompt, rater and noise populations
+    (after rounding and clipping), by Monte Carlo with fresh draws for every sample."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(panel.n_models)
+    for m, q in enumerate(panel.quality):
+        latent = q + rng.normal(0, panel.prompt_sd, n) + rng.normal(0, panel.interaction_sd, n)
+        stretch = np.exp(rng.normal(0, panel.rater_stretch_sd, n))
+        raw = MID + stretch * (latent - MID) + rng.normal(0, panel.rater_offset_sd, n) + rng.normal(0, panel.noise_sd, n)
+        out[m] = np.clip(np.rint(raw), 1, 10).mean()
+    return out
+
+
+@dataclass
+class SingleRatings:
+    score: np.ndarray
+    model: np.ndarray
+    prompt: np.ndarray
+    rater: np.ndarray
+    item: np.ndarray  # model × prompt image id: prompt * M + model
+    n_prompts: int
+    n_raters: int
+
+
+def simulate_balanced(
+    *,
+    panel: Panel,
+    n_prompts: int,
+    ratings_per_item: int,
+    n_raters: int,
+    rng: np.random.Generator,
+    draw: Draw | None = None,
+    rater_choice: np.ndarray | None = None,
+) -> SingleRatings:
+    """Every image (model × prompt) rated ``ratings_per_item`` times by distinct random raters.
+
+    ``rater_choice`` (optional, same length as the ratings) overrides who rates what,
+    for designs where some raters see some models more.
+    """
+    draw = draw or draw_study(panel=panel, n_prompts=n_prompts, n_raters=n_raters, rng=rng)
+    m_count = panel.n_models
+    items = np.arange(n_prompts * m_count)
+    item = np.repeat(items, ratings_per_item)
+    prompt, model = item // m_count, item % m_count
+    if rater_choice is None:
+        # distinct raters per image: a random permutation slice per image
+        rater = np.concatenate([rng.choice(n_raters, ratings_per_item, replace=False) for _ in items])
+    else:
+        rater = rater_choice
+    noise = rng.normal(0, panel.noise_sd, item.size)
+    s = score(panel=panel, draw=draw, model=model, prompt=prompt, rater=rater, noise=noise)
+    return SingleRatings(s, model, prompt, rater, item, n_prompts, n_raters)
+
+
+def biased_rater_assignment(
+    *, n_models: int, n_prompts: int, ratings_per_item: int, n_raters: int, biased: np.ndarray,
+    favoured_models: set[int], share: float, rng: np.random.Generator,
+) -> np.ndarray:
+    """Raters per rating where the ``biased`` raters take ``share`` of the ratings of
+    ``favoured_models`` and few of the rest (uneven spread of harsh raters over models)."""
+    biased_ids = np.flatnonzero(biased)
+    fair_ids = np.flatnonzero(~biased)
+    out = []
+    for item in range(n_prompts * n_models):
+        model = item % n_models
+        p_biased = share if model in favoured_models else (1 - share) * 0.2
+        chosen: list[int] = []
+        for _ in range(ratings_per_item):
+            pool = biased_ids if rng.random() < p_biased else fair_ids
+            free = np.setdiff1d(pool, chosen)
+            if free.size == 0:
+                free = np.setdiff1d(np.arange(n_raters), chosen)
+            chosen.append(int(rng.choice(free)))
+        out.extend(chosen)
+    return np.asarray(out, dtype=np.int64)
+
+
+@dataclass
+class PairRatings:
+    left_model: np.ndarray
+    right_model: np.ndarray
+    left_score: np.ndarray
+    right_score: np.ndarray
+    prompt: np.ndarray
+    rater: np.ndarray
+
+
+def simulate_pairs(
+    *, panel: Panel, draw: Draw, n_pairs: int, rng: np.random.Generator, left_bonus: float = 0.0
+) -> PairRatings:
+    """Random model pairs on random prompts, the same rater scoring both sides.
+
+    ``left_bonus`` adds a position effect to the left image, to test bias detection.
+    """
+    m_count = panel.n_models
+    n_prompts = draw.difficulty.size
+    n_raters = draw.raters.offset.size
+    a = rng.integers(0, m_count, n_pairs)
+    b = (a + rng.integers(1, m_count, n_pairs)) % m_count
+    p = rng.integers(0, n_prompts, n_pairs)
+    r = rng.integers(0, n_raters, n_pairs)
+    left = score(panel=panel, draw=draw, model=a, prompt=p, rater=r, noise=rng.normal(0, panel.noise_sd, n_pairs) + left_bonus)
+    right = score(panel=panel, draw=draw, model=b, prompt=p, rater=r, noise=rng.normal(0, panel.noise_sd, n_pairs))
+    return PairRatings(a, b, left, right, p, r)
