@@ -55,8 +55,9 @@ class ImportResult:
     unchanged: bool = False
 
 
-def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB"
+def _size(n: int) -> str:
+    mb = 1024 * 1024
+    return f"{n / mb:.1f} MB ({n:,} bytes)" if n >= mb else f"{n:,} bytes"
 
 
 def prompt_file_check(*, data: bytes, size: int | None = None) -> list[Problem]:
@@ -64,7 +65,7 @@ def prompt_file_check(*, data: bytes, size: int | None = None) -> list[Problem]:
     limit = settings.PROMPT_FILE_MAX_BYTES
     size = len(data) if size is None else size
     if size > limit:
-        return [Problem(0, f"file is {_mb(size)} ({size:,} bytes), over the {_mb(limit)} limit")]
+        return [Problem(0, f"file is {_size(size)}, over the limit of {_size(limit)}")]
     if not data.strip(b" \t\r\n\xef\xbb\xbf"):
         return [Problem(0, "file is empty")]
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):

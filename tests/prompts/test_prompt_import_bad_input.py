@@ -115,7 +115,7 @@ CASES = [
     (
         "not-utf8",
         "p.txt",
-        "good\ncaf".encode() + b"\xe9 au lait\nfine\n\xff\n",
+        b"good\ncaf" + b"\xe9 au lait\nfine\n\xff\n",
         [
             "p.txt:2: bytes that are not UTF-8 (0xE9 at byte 4); save the file as UTF-8",
             "p.txt:4: bytes that are not UTF-8 (0xFF at byte 1); save the file as UTF-8",
@@ -166,14 +166,16 @@ def test_file_over_20_mb(existing, settings):
     assert settings.PROMPT_FILE_MAX_BYTES == 20 * MB
     data = b"a prompt line\n" * (20 * MB // 14 + 1)
     assert len(data) > 20 * MB
-    assert _problems("big.txt", data) == [f"big.txt:0: file is 20.0 MB ({len(data):,} bytes), over the 20.0 MB limit"]
+    assert _problems("big.txt", data) == [
+        f"big.txt:0: file is 20.0 MB ({len(data):,} bytes), over the limit of 20.0 MB (20,971,520 bytes)"
+    ]
     _unchanged(existing)
 
 
 def test_file_over_size_reported_with_real_size_when_cut(existing):
     """The command and the page read one byte past the limit and pass the real size."""
     assert _problems("big.txt", b"x", size=30 * MB) == [
-        f"big.txt:0: file is 30.0 MB ({30 * MB:,} bytes), over the 20.0 MB limit"
+        "big.txt:0: file is 30.0 MB (31,457,280 bytes), over the limit of 20.0 MB (20,971,520 bytes)"
     ]
     _unchanged(existing)
 
