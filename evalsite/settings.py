@@ -177,6 +177,10 @@ else:
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 RENDER_CHUNK_SIZE = env.int("EVALSITE_RENDER_CHUNK_SIZE", default=16)
 RENDER_MAX_ATTEMPTS = env.int("EVALSITE_RENDER_MAX_ATTEMPTS", default=3)
+# A worker refreshes the heartbeat of the images it holds; images whose heartbeat is older
+# than RENDER_STALE_SECONDS belong to a lost worker and are re-enqueued (generation.services).
+RENDER_HEARTBEAT_SECONDS = env.float("EVALSITE_RENDER_HEARTBEAT_SECONDS", default=10.0)
+RENDER_STALE_SECONDS = env.float("EVALSITE_RENDER_STALE_SECONDS", default=120.0)
 
 # --- evalsite -----------------------------------------------------------------
 MODEL_DIR = Path(env.str("EVALSITE_MODEL_DIR", default=str(DATA_DIR / "models")))

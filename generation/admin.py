@@ -1,10 +1,14 @@
 from django.contrib import admin
 
+from .forms import ImageModelAdminForm
 from .models import Generation, ImageModel, Sweep
 
 
 @admin.register(ImageModel)
 class ImageModelAdmin(admin.ModelAdmin):
+    """Any diffusers pipeline (hub id or local directory) can be added here; see generation.validation."""
+
+    form = ImageModelAdminForm
     list_display = (
         "name", "slug", "backend", "source", "pipeline_class", "num_inference_steps", "guidance_scale",
         "width", "height", "dtype", "quantization", "offload", "fallback", "enabled",
@@ -24,6 +28,7 @@ class ImageModelAdmin(admin.ModelAdmin):
 class SweepAdmin(admin.ModelAdmin):
     list_display = ("__str__", "suite", "status", "created_at", "finished_at")
     list_filter = ("status",)
+    readonly_fields = ("status", "started_at", "finished_at")
     filter_horizontal = ("image_models",)
 
 

@@ -180,6 +180,9 @@ class Generation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of the worker holding this image (while running)."
+    )
 
     class Meta:
         ordering = ["sweep", "model", "prompt", "seed"]

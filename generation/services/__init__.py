@@ -1,0 +1,36 @@
+"""Writes of the generation app (registry, sweeps, rendering). Import from here."""
+
+from .registry import (
+    REFERENCE_MODELS,
+    demo_models_build,
+    image_model_register_demo,
+    image_model_seed_references,
+)
+from .rendering import (
+    ChunkResult,
+    engine_get,
+    generation_chunk_render,
+    generation_fail,
+    generation_save_outcome,
+    generations_claim,
+    image_model_spec,
+    worker_name,
+)
+from .sweeps import (
+    WorkerMonitor,
+    render_chunks,
+    sweep_create,
+    sweep_enqueue,
+    sweep_reconcile,
+    sweep_status_refresh,
+    sweeps_reconcile,
+    worker_heartbeat,
+)
+
+__all__ = [
+    "REFERENCE_MODELS", "ChunkResult", "WorkerMonitor", "demo_models_build", "engine_get",
+    "generation_chunk_render", "generation_fail", "generation_save_outcome", "generations_claim",
+    "image_model_register_demo", "image_model_seed_references", "image_model_spec", "render_chunks",
+    "sweep_create", "sweep_enqueue", "sweep_reconcile", "sweep_status_refresh", "sweeps_reconcile",
+    "worker_heartbeat", "worker_name",
+]

@@ -1,0 +1,192 @@
+"""The model registry: the reference systems and the offline demo models."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+
+from generation.models import Backend, DType, ImageModel, Offload, Quantization
+
+logger = logging.getLogger(__name__)
+
+# The five open models of the public benchmark (DESIGN.md), with the benchmark's settings.
+# Order matters: a fallback is seeded before the models that fall back to it.
+REFERENCE_MODELS: list[dict[str, Any]] = [
+    {
+        "slug": "z-image-turbo",
+        "name": "Z-Image Turbo",
+        "backend": Backend.DIFFUSERS,
+        "source": "Tongyi-MAI/Z-Image-Turbo",
+        "pipeline_class": "ZImagePipeline",
+        "num_inference_steps": 9,
+        "guidance_scale": 0.0,
+        "width": 1024,
+        "height": 1024,
+        "dtype": DType.BF16,
+        "min_vram_gb": 16.0,
+        "notes": "Guidance 0.0 must be passed: any value > 0 turns CFG on. "
+        "The benchmark's 'z-image/z-image-turbo' and 'Baidu' attributions are wrong.",
+    },
+    {
+        "slug": "sd3-5-large",
+        "name": "Stable Diffusion 3.5 Large",
+        "backend": Backend.DIFFUSERS,
+        "source": "stabilityai/stable-diffusion-3.5-large",
+        "pipeline_class": "StableDiffusion3Pipeline",
+        "num_inference_steps": 28,
+        "guidance_scale": 7.0,
+        "width": 1024,
+        "height": 1024,
+        "dtype": DType.BF16,
+        "min_vram_gb": 24.0,
+        "notes": "Guidance 7.0 as in the benchmark (vendor suggests 4.5-3.5). "
+        "Needs CPU offload (offload = model) on cards under ~24 GB.",
+    },
+    {
+        "slug": "flux-1-dev",
+        "name": "FLUX.1 [dev]",
+        "backend": Backend.DIFFUSERS,
+        "source": "black-forest-labs/FLUX.1-dev",
+        "pipeline_class": "FluxPipeline",
+        "num_inference_steps": 50,
+        "guidance_scale": 3.5,
+        "width": 1024,
+        "height": 1024,
+        "extra_params": {"max_sequence_length": 512},
+        "dtype": DType.BF16,
+        "min_vram_gb": 24.0,
+        "notes": "50 steps as in the benchmark (the diffusers default is 28). "
+        "Peak 22.7 GiB at 1024² bf16 on an H100; NF4 (4bit) brings it to 6.7 GiB.",
+    },
+    {
+        "slug": "hunyuan-image-3",
+        "name": "HunyuanImage-3.0",
+        "backend": Backend.TRANSFORMERS,
+        "source": "tencent/HunyuanImage-3.0",
+        "pipeline_class": "",
+        "num_inference_steps": 50,
+        "guidance_scale": None,
+        "width": 1024,
+        "height": 1024,
+        "load_params": {"trust_remote_code": True, "attn_implementation": "sdpa", "moe_impl": "eager"},
+        "dtype": DType.BF16,
+        "quantization": Quantization.BNB_4BIT,
+        "notes": "80B MoE: transformers AutoModelForCausalLM with trust_remote_code and generate_image(); "
+        "4-bit (bitsandbytes) to fit one card. A local copy must live in a directory whose name has "
+        "no dots (e.g. HunyuanImage-3), or its remote code cannot be imported.",
+    },
+    {
+        "slug": "ernie-image",
+        "name": "ERNIE-Image",
+        "backend": Backend.DIFFUSERS,
+        "source": "baidu/ERNIE-Image",
+        "pipeline_class": "ErnieImagePipeline",
+        "num_inference_steps": 50,
+        "guidance_scale": 4.0,
+        "width": 1024,
+        "height": 1024,
+        "extra_params": {"use_pe": False},
+        "dtype": DType.BF16,
+        "fallback": "z-image-turbo",
+        "notes": "use_pe=False (no prompt enhancer) keeps output repeatable. Needs transformers >= 5. "
+        "Falls back to Z-Image Turbo when it runs out of memory even with CPU offload.",
+    },
+    {
+        "slug": "ernie-image-turbo",
+        "name": "ERNIE-Image Turbo",
+        "backend": Backend.DIFFUSERS,
+        "source": "baidu/ERNIE-Image-Turbo",
+        "pipeline_class": "ErnieImagePipeline",
+        "num_inference_steps": 8,
+        "guidance_scale": 1.0,
+        "width": 1024,
+        "height": 1024,
+        "extra_params": {"use_pe": False},
+        "dtype": DType.BF16,
+        "fallback": "z-image-turbo",
+        "notes": "The distilled ERNIE-Image: 8 steps, CFG 1.0, use_pe=False.",
+    },
+]
+
+_DEFAULTS: dict[str, Any] = {
+    "revision": "",
+    "extra_params": {},
+    "load_params": {},
+    "quantization": Quantization.NONE,
+    "offload": Offload.NONE,
+    "fast_mode": False,
+    "min_vram_gb": None,
+    "enabled": True,
+}
+
+
+@transaction.atomic
+def image_model_seed_references() -> list[ImageModel]:
+    """Register (or restore) the reference systems; running it again changes nothing."""
+    seeded: dict[str, ImageModel] = {}
+    for entry in REFERENCE_MODELS:
+        values = {**_DEFAULTS, **entry}
+        slug = values.pop("slug")
+        fallback_slug = values.pop("fallback", None)
+        values["fallback"] = seeded[fallback_slug] if fallback_slug else None
+        model, _ = ImageModel.objects.update_or_create(slug=slug, defaults={**values, "is_reference": True})
+        model.full_clean()
+        seeded[slug] = model
+    return list(seeded.values())
+
+
+def _demo_model_complete(path: Path) -> bool:
+    return (path / "model_index.json").is_file() or (path / "config.json").is_file()
+
+
+def demo_models_build(*, model_dir: Path, rebuild: bool = False) -> list[tuple[ImageModel, bool]]:
+    """Build the tiny offline pipelines under ``model_dir`` and register them.
+
+    Returns (model, built) pairs; a pipeline whose directory is complete is reused, so the
+    command is idempotent and cheap after the first run.
+    """
+    import shutil
+
+    from generation.engine.tiny import DEMO_MODELS, build_tiny_pipeline
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for index, demo in enumerate(DEMO_MODELS):
+        path = (model_dir / demo["slug"]).resolve()
+        built = False
+        if rebuild or not _demo_model_complete(path):
+            if path.exists():
+                shutil.rmtree(path)
+            tmp = path.with_name(path.name + ".partial")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            build_tiny_pipeline(kind=demo["kind"], path=tmp, seed=demo.get("seed", index))
+            tmp.rename(path)  # a killed build never leaves a half-written model behind
+            built = True
+        results.append((image_model_register_demo(demo=demo, path=path), built))
+    return results
+
+
+_SPEC_FIELDS = (
+    "backend", "pipeline_class", "revision", "dtype", "quantization", "offload", "num_inference_steps",
+    "guidance_scale", "width", "height", "extra_params", "load_params", "fast_mode",
+)
+
+
+@transaction.atomic
+def image_model_register_demo(*, demo: dict[str, Any], path: Path) -> ImageModel:
+    """One demo model as an ImageModel whose source is its local directory."""
+    values = {field: demo[field] for field in _SPEC_FIELDS if field in demo}
+    values.update(
+        name=demo.get("name", demo["slug"]),
+        source=str(path),
+        enabled=True,
+        notes=demo.get("notes", f"Tiny offline {demo['kind']} pipeline with random weights (demo only)."),
+    )
+    model, _ = ImageModel.objects.update_or_create(slug=demo["slug"], defaults=values)
+    model.full_clean()
+    return model

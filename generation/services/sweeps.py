@@ -1,0 +1,247 @@
+"""Sweeps: every prompt of a suite × every model × every seed, rendered by GPU workers.
+
+All Generation rows are created up front (unique per sweep × prompt × model × seed), then
+model-major chunks are enqueued after commit, so a worker loads a model once and renders
+many prompts with it. Workers heartbeat the images they hold; ``sweep_reconcile``
+re-enqueues images whose worker died (with Redis and late acks the broker would only
+redeliver after the visibility timeout, hours later; the filesystem broker never would).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from itertools import groupby
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import close_old_connections, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from generation.models import Generation, GenerationStatus, ImageFormat, ImageModel, Sweep, SweepStatus
+from prompts.models import PromptSuite
+
+logger = logging.getLogger(__name__)
+
+UNFINISHED = (GenerationStatus.PENDING, GenerationStatus.RUNNING)
+
+
+def _check_sweep_input(
+    *, suite: PromptSuite, image_models: Sequence[ImageModel], seeds: Sequence[int],
+    canvas_width: int, canvas_height: int, image_format: str,
+) -> None:
+    errors: list[str] = []
+    if not suite.prompts.exists():
+        errors.append(f"Suite {suite.name!r} has no prompts.")
+    if not image_models:
+        errors.append("Choose at least one model.")
+    disabled = [m.slug for m in image_models if not m.enabled]
+    if disabled:
+        errors.append(f"Disabled models can't render: {', '.join(disabled)}.")
+    if not seeds:
+        errors.append("Give at least one seed.")
+    elif len(set(seeds)) != len(seeds):
+        errors.append("Seeds must be distinct.")
+    elif any(not isinstance(s, int) or s < 0 or s >= 2**63 for s in seeds):
+        errors.append("Seeds must be integers from 0 to 2^63-1.")
+    for label, value in (("width", canvas_width), ("height", canvas_height)):
+        if not isinstance(value, int) or value < 8 or value > 8192 or value % 8:
+            errors.append(f"Canvas {label} must be a multiple of 8 between 8 and 8192, not {value}.")
+    if image_format not in ImageFormat.values:
+        errors.append(f"Image format must be one of {', '.join(ImageFormat.values)}, not {image_format!r}.")
+    if errors:
+        raise ValidationError(errors)
+
+
+def sweep_create(
+    *,
+    suite: PromptSuite,
+    image_models: Iterable[ImageModel],
+    seeds: Sequence[int] | int,
+    canvas_width: int | None = None,
+    canvas_height: int | None = None,
+    image_format: str = ImageFormat.PNG,
+    created_by=None,
+    name: str = "",
+) -> Sweep:
+    """Create the sweep and all its Generation rows; enqueue the chunks once committed.
+
+    ``seeds`` is a list of seeds or a count (seeds 0..N-1). The canvas defaults to the
+    largest size among the models: every image of a sweep gets one size (blindness).
+    """
+    models = sorted({m.pk: m for m in image_models}.values(), key=lambda m: (m.name, m.pk))
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    canvas_width = canvas_width or max((m.width for m in models), default=1024)
+    canvas_height = canvas_height or max((m.height for m in models), default=1024)
+    _check_sweep_input(
+        suite=suite, image_models=models, seeds=seed_list, canvas_width=canvas_width,
+        canvas_height=canvas_height, image_format=image_format,
+    )
+    with transaction.atomic():
+        sweep = Sweep.objects.create(
+            name=name or f"{suite.name} × {len(models)} models × {len(seed_list)} seeds",
+            suite=suite, seeds=seed_list, canvas_width=canvas_width, canvas_height=canvas_height,
+            image_format=image_format, created_by=created_by,
+        )
+        sweep.image_models.set(models)
+        prompts = list(suite.prompts.order_by("position").only("pk"))
+        Generation.objects.bulk_create(
+            [
+                Generation(sweep=sweep, prompt=prompt, model=model, seed=seed)
+                for model in models for prompt in prompts for seed in seed_list
+            ],
+            batch_size=2000,
+        )
+        transaction.on_commit(lambda: sweep_enqueue(sweep=sweep))
+    return sweep
+
+
+def render_chunks(*, generations: Iterable[Generation]) -> list[tuple[int, list[int]]]:
+    """Model-major chunks: (model_id, generation ids) with up to RENDER_CHUNK_SIZE prompts each
+    (all seeds of a prompt stay together). Input must be ordered by model, prompt, seed."""
+    size = max(1, settings.RENDER_CHUNK_SIZE)
+    chunks: list[tuple[int, list[int]]] = []
+    for model_id, rows in groupby(generations, key=lambda g: g.model_id):
+        by_prompt = [[g.pk for g in group] for _, group in groupby(rows, key=lambda g: g.prompt_id)]
+        for start in range(0, len(by_prompt), size):
+            chunks.append((model_id, [pk for ids in by_prompt[start:start + size] for pk in ids]))
+    return chunks
+
+
+def sweep_enqueue(*, sweep: Sweep, generation_ids: Iterable[int] | None = None) -> int:
+    """Send the sweep's pending images to the GPU queue, model by model. Returns the chunk count.
+
+    Safe to call again: a chunk skips images that are done or held by a live worker.
+    """
+    from generation.tasks import render_chunk
+
+    rows = sweep.generations.filter(status=GenerationStatus.PENDING)
+    if generation_ids is not None:
+        rows = rows.filter(pk__in=list(generation_ids))
+    rows = rows.order_by("model__name", "model_id", "prompt__position", "prompt_id", "seed").only(
+        "pk", "model_id", "prompt_id"
+    )
+    chunks = render_chunks(generations=rows)
+    for model_id, ids in chunks:
+        render_chunk.apply_async(kwargs={"sweep_id": sweep.pk, "model_id": model_id, "generation_ids": ids})
+    logger.info("sweep %s: enqueued %d chunks", sweep.pk, len(chunks))
+    return len(chunks)
+
+
+def sweep_status_refresh(*, sweep: Sweep) -> str:
+    """Derive the sweep's status from its images (running until none is pending or running)."""
+    counts = dict(sweep.generations.values_list("status").annotate(n=Count("pk")).order_by())
+    unfinished = counts.get(GenerationStatus.PENDING, 0) + counts.get(GenerationStatus.RUNNING, 0)
+    touched = sum(counts.values()) - counts.get(GenerationStatus.PENDING, 0)
+    now = timezone.now()
+    fields: dict = {}
+    if unfinished == 0:
+        fields["status"] = SweepStatus.FAILED if counts.get(GenerationStatus.FAILED) else SweepStatus.DONE
+        fields["finished_at"] = now
+    elif touched:
+        fields["status"] = SweepStatus.RUNNING
+        fields["finished_at"] = None
+    else:
+        fields["status"] = SweepStatus.PENDING
+    query = Sweep.objects.filter(pk=sweep.pk).exclude(status=SweepStatus.CANCELLED)
+    if fields["status"] != SweepStatus.PENDING:
+        query.filter(started_at__isnull=True).update(started_at=now)
+    if fields["status"] in (SweepStatus.DONE, SweepStatus.FAILED):
+        query = query.exclude(status=fields["status"])  # keep the first finish time
+    query.update(**fields)
+    sweep.refresh_from_db(fields=["status", "started_at", "finished_at"])
+    return sweep.status
+
+
+def _lost(now: datetime) -> Q:
+    stale = now - timedelta(seconds=settings.RENDER_STALE_SECONDS)
+    return Q(status=GenerationStatus.RUNNING) & (Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))
+
+
+def sweep_reconcile(*, sweep: Sweep, now: datetime | None = None) -> int:
+    """Re-enqueue images held by a worker that stopped heartbeating (killed, lost).
+
+    Returns how many images were re-enqueued. Images already attempted
+    RENDER_MAX_ATTEMPTS times are failed instead. Bounded: an image of a dead worker is back
+    in the queue within RENDER_STALE_SECONDS plus one reconcile period.
+    """
+    now = now or timezone.now()
+    cap = settings.RENDER_MAX_ATTEMPTS
+    with transaction.atomic():
+        lost = list(
+            sweep.generations.select_for_update().filter(_lost(now)).values_list("pk", "attempts", "worker")
+        )
+        if not lost:
+            return 0
+        give_up = [pk for pk, attempts, _ in lost if attempts >= cap]
+        retry = [pk for pk, attempts, _ in lost if attempts < cap]
+        if give_up:
+            Generation.objects.filter(pk__in=give_up).update(
+                status=GenerationStatus.FAILED, finished_at=now, heartbeat_at=None,
+                error=f"gave up after {cap} attempts: the worker rendering this image was lost each time",
+            )
+        if retry:
+            Generation.objects.filter(pk__in=retry).update(status=GenerationStatus.PENDING, heartbeat_at=None)
+            transaction.on_commit(lambda: sweep_enqueue(sweep=sweep, generation_ids=retry))
+        workers = sorted({w for _, _, w in lost})
+    logger.warning(
+        "sweep %s: %d images of lost workers %s re-enqueued, %d failed after %d attempts",
+        sweep.pk, len(retry), ", ".join(workers), len(give_up), cap,
+    )
+    sweep_status_refresh(sweep=sweep)
+    return len(retry)
+
+
+def sweeps_reconcile(*, now: datetime | None = None) -> int:
+    """Reconcile every unfinished sweep (run by each worker on start and periodically)."""
+    total = 0
+    for sweep in Sweep.objects.filter(status__in=(SweepStatus.PENDING, SweepStatus.RUNNING)):
+        total += sweep_reconcile(sweep=sweep, now=now)
+    return total
+
+
+def worker_heartbeat(*, worker: str, now: datetime | None = None) -> int:
+    """Refresh the heartbeat of the images this worker holds."""
+    return Generation.objects.filter(status=GenerationStatus.RUNNING, worker=worker).update(
+        heartbeat_at=now or timezone.now()
+    )
+
+
+class WorkerMonitor(threading.Thread):
+    """A worker's background thread: heartbeat its images; reconcile lost ones from time to time.
+
+    Runs beside the solo pool's render loop (torch releases the GIL), so a model that takes
+    minutes to load still heartbeats.
+    """
+
+    def __init__(self, *, worker: str, interval: float | None = None, reconcile_every: float | None = None):
+        super().__init__(name="evalsite-worker-monitor", daemon=True)
+        self.worker = worker
+        self.interval = interval if interval is not None else settings.RENDER_HEARTBEAT_SECONDS
+        self.reconcile_every = (
+            reconcile_every if reconcile_every is not None else max(self.interval, settings.RENDER_STALE_SECONDS / 4)
+        )
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        last_reconcile = 0.0
+        clock = 0.0
+        while True:
+            try:
+                worker_heartbeat(worker=self.worker)
+                if clock - last_reconcile >= self.reconcile_every or last_reconcile == 0.0:
+                    sweeps_reconcile()
+                    last_reconcile = clock or 1e-9
+            except Exception:  # noqa: BLE001 - a database hiccup must not kill the monitor
+                logger.exception("worker monitor: heartbeat/reconcile failed")
+            finally:
+                close_old_connections()
+            if self.stopped.wait(self.interval):
+                return
+            clock += self.interval
+
+    def stop(self) -> None:
+        self.stopped.set()
