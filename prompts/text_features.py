@@ -1,6 +1,6 @@
 """What a prompt's text tells us by itself: the text it asks to render, and its script.
 
-expected_text rule (documented in the README's import section):
+expected_text rule (also stated on the upload page):
 a quoted span is taken as the text to render only when the prompt asks for
 writing — it contains a cue word (written, says, sign, word, letters, logo, label,
 title, printed, painted, …) or its category/challenge is a text category

@@ -8,9 +8,12 @@ from .base import ItemStream, Problem, Row, blank_line_problem
 
 
 def numbered_lines(text: str) -> Iterator[tuple[int, str] | Problem]:
-    """(line number, line) for each line, split on LF only (a prompt may hold other Unicode
-    separators) with CR dropped; a Problem for blank lines between lines and for no lines at all."""
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    """(line number, line) for each line; a Problem for blank lines between lines and for none at all.
+
+    Lines end at LF, CRLF or a lone CR, never at other Unicode separators (U+2028…),
+    which a prompt may hold.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     while lines and not lines[-1].strip():
         lines.pop()  # trailing blank lines are harmless
     if not lines:

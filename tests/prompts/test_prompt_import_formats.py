@@ -31,13 +31,19 @@ def _texts(suite: str = "s") -> list[str]:
         "one\r\ntwo\r\nthree\r\n",
         "\ufeffone\ntwo\nthree\n",
         "one\ntwo\nthree\n\n\n",
+        "one\rtwo\rthree\r",
     ],
-    ids=["lf", "lf-final", "crlf", "crlf-final", "bom", "trailing-blank-lines"],
+    ids=["lf", "lf-final", "crlf", "crlf-final", "bom", "trailing-blank-lines", "cr"],
 )
 def test_txt_line_endings_bom_and_final_newline(data):
     result = _import("p.txt", data)
     assert result.count == 3 and result.fmt == "txt"
     assert _texts() == ["one", "two", "three"]
+
+
+def test_unicode_line_separator_stays_inside_a_prompt():
+    _import("p.txt", "top\u2028bottom\nnext\n")
+    assert _texts() == ["top\u2028bottom", "next"]
 
 
 def test_text_kept_exactly_less_outer_whitespace():

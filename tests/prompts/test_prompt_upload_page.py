@@ -99,3 +99,15 @@ def test_missing_fields_are_form_errors(staff_client):
     response = staff_client.post(URL, {"suite_name": "x", "format": "auto"})
     assert response.status_code == 400 and "This field is required." in response.content.decode()
     assert not PromptSuite.objects.exists()
+
+
+def test_suite_admin_page_links_to_its_prompts(staff_client):
+    user = staff_client.user
+    user.is_superuser = True
+    user.save()
+    _post(staff_client, "p.txt", b"a sign that says 'OPEN'\na cat\n", suite="adm")
+    suite = PromptSuite.objects.get(name="adm")
+    page = staff_client.get(reverse("admin:prompts_promptsuite_change", args=[suite.pk])).content.decode()
+    assert f"?suite__id__exact={suite.pk}" in page and "2 prompts</a> (1 ask for rendered text)" in page
+    assert staff_client.get(reverse("admin:prompts_promptsuite_changelist")).status_code == 200
+    assert staff_client.get(reverse("admin:prompts_promptsuite_add")).status_code == 200
