@@ -155,14 +155,9 @@ def load_diffusers(spec: ModelSpec, *, device: str, offload: str) -> tuple[Any, 
         pipe.enable_model_cpu_offload(device=device)
     elif offload == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)
-    elif spec.quantization == "none":
-        pipe.to(device)
     else:
-        # bitsandbytes modules were placed on the GPU by from_pretrained; move the rest.
-        for name, module in pipeline_modules(pipe).items():
-            if not getattr(module, "is_loaded_in_4bit", False) and not getattr(module, "is_loaded_in_8bit", False) \
-                    and not getattr(module, "is_quantized", False):
-                module.to(device)
+        # diffusers' .to() knows bitsandbytes: 4-bit modules move, 8-bit ones stay where they were loaded.
+        pipe.to(device)
     return pipe, offload, notes
 
 

@@ -116,7 +116,7 @@ def _t5_encoder():
 def _fix_empty_parameters(module: torch.nn.Module) -> None:
     """Some tensors are made with torch.empty (e.g. Z-Image pad tokens): make them finite and fixed."""
     with torch.no_grad():
-        for name, param in module.named_parameters():
+        for param in module.parameters():
             if not torch.isfinite(param).all():
                 param.copy_(torch.ones_like(param))
         for name in ("x_pad_token", "cap_pad_token"):
@@ -127,8 +127,12 @@ def _fix_empty_parameters(module: torch.nn.Module) -> None:
 
 # ----------------------------------------------------------------------------- builders
 def _sd3():
-    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel,
-                           StableDiffusion3Pipeline)
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
     from transformers import CLIPTextModelWithProjection
 
     # joint_attention_dim = T5 d_model (32); pooled_projection_dim = 2 x CLIP projection_dim (2 x 32).
