@@ -14,6 +14,14 @@ class StudyAdmin(admin.ModelAdmin):
     list_filter = ("status", "mode")
     inlines = [CriterionInline]
 
+    def save_related(self, request, form, formsets, change):
+        """A study made here without criteria gets the default ones, and its items."""
+        super().save_related(request, form, formsets, change)
+        from .services import study_default_criteria_ensure, study_items_sync
+
+        study_default_criteria_ensure(study=form.instance)
+        study_items_sync(study=form.instance)
+
 
 @admin.register(Panelist)
 class PanelistAdmin(admin.ModelAdmin):

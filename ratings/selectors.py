@@ -64,7 +64,7 @@ def criteria_for_prompt(*, study: Study, prompt: Prompt, criteria: list[Criterio
 
 
 def panelist_by_token(*, token: str) -> Panelist | None:
-    return Panelist.objects.select_related("study").filter(token=token).first()
+    return Panelist.objects.select_related("study", "study__sweep").filter(token=token).first()
 
 
 def study_by_share_token(*, token: str) -> Study | None:
@@ -273,6 +273,7 @@ def panelist_quality(*, study: Study) -> list[dict]:
             "skipped": s.get("skipped", 0),
             "gold_n": len(g),
             "gold_failed": len(g) - passed,
+            "gold_passed": passed,
             "gold_pass_rate": gold_rate,
             "flagged": gold_rate is not None and gold_rate < GOLD_FLAG_BELOW,
             "median_seconds": statistics.median(ms) / 1000.0 if ms else None,

@@ -30,6 +30,7 @@ from .panelists import (
 )
 from .studies import (
     DEFAULT_CRITERIA,
+    criterion_save,
     study_close,
     study_create,
     study_default_criteria_ensure,
@@ -54,6 +55,7 @@ __all__ = [
     "assignment_submit",
     "assignments_expire",
     "assignments_release_for_panelist",
+    "criterion_save",
     "panelist_check",
     "panelist_consent",
     "panelist_create",

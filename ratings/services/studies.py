@@ -181,3 +181,31 @@ def study_share_disable(*, study: Study) -> None:
     study.share_token = None
     study.save(update_fields=["share_token"])
 
+
+
+def criterion_save(
+    *,
+    study: Study,
+    key: str,
+    name: str,
+    question: str,
+    categories: list[str] | None = None,
+    text_prompts_only: bool = False,
+) -> Criterion:
+    """Add a criterion, or change the wording and categories of an existing one (by key)."""
+    key = (key or "").strip().lower()
+    if not key or not key.replace("_", "").replace("-", "").isalnum():
+        raise StudySetupError("A criterion key uses letters, digits, '-' and '_' only (e.g. aesthetics).")
+    if not (name or "").strip() or not (question or "").strip():
+        raise StudySetupError("A criterion needs a name and a question.")
+    cats = [c.strip() for c in (categories or []) if c and c.strip()]
+    order = (study.criteria.order_by("-order").values_list("order", flat=True).first() or 0) + 1
+    criterion, _ = Criterion.objects.update_or_create(
+        study=study,
+        key=key,
+        defaults={"name": name.strip()[:100], "question": question.strip()[:300], "categories": cats,
+                  "text_prompts_only": bool(text_prompts_only)},
+        create_defaults={"name": name.strip()[:100], "question": question.strip()[:300], "categories": cats,
+                         "text_prompts_only": bool(text_prompts_only), "order": order},
+    )
+    return criterion

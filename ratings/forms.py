@@ -1,0 +1,38 @@
+"""Staff forms: creating a study, adding or editing a criterion."""
+
+from __future__ import annotations
+
+from django import forms
+
+from generation.models import Sweep
+
+from .models import StudyMode
+
+
+class StudyCreateForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    sweep = forms.ModelChoiceField(queryset=Sweep.objects.select_related("suite").order_by("-created_at"))
+    mode = forms.ChoiceField(choices=StudyMode.choices, initial=StudyMode.BOTH)
+    ratings_per_item = forms.IntegerField(
+        min_value=1, max_value=50, initial=3, label="Ratings per image", help_text="k: how many panelists rate each image (and each pair)."
+    )
+    gold_enabled = forms.BooleanField(required=False, initial=True, label="Gold items",
+                                      help_text="Mix in images shown with the wrong prompt to check attention.")
+    instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False,
+                                   help_text="Shown to panelists before they start.")
+
+
+class CriterionForm(forms.Form):
+    key = forms.SlugField(max_length=50, help_text="e.g. aesthetics; an existing key updates that criterion.")
+    name = forms.CharField(max_length=100)
+    question = forms.CharField(max_length=300)
+    categories = forms.CharField(required=False, help_text="Comma-separated prompt categories; empty = all prompts.")
+    text_prompts_only = forms.BooleanField(required=False, label="Only prompts that ask for text")
+
+    def category_list(self) -> list[str]:
+        return [c.strip() for c in self.cleaned_data.get("categories", "").split(",") if c.strip()]
+
+
+class ExcludeForm(forms.Form):
+    excluded = forms.BooleanField(required=False)
+    reason = forms.CharField(max_length=200, required=False)

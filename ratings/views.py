@@ -1,0 +1,352 @@
+"""Panelist pages (/r/<token>/…) and the staff study pages (/studies/…). Thin: parse, call, render."""
+
+from __future__ import annotations
+
+import re
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from . import selectors, services
+from .forms import CriterionForm, ExcludeForm, StudyCreateForm
+from .models import Assignment, AssignmentKind, Criterion, Panelist, Study, StudyStatus
+from .services import RatingRefused
+
+SESSION_PANELISTS = "ratings_panelists"  # {study_id: panelist token} for shared-link visitors
+SCALE = range(1, 11)
+SKIP_REASONS = ("The image did not load", "The image is offensive", "I cannot judge this one")
+CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+FIELD = re.compile(r"(single|left|right)-([\w-]{1,50})")
+
+
+def _private(response: HttpResponse) -> HttpResponse:
+    """Panelist responses are personal and must never be cached or shared."""
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _refused(request: HttpRequest, error: RatingRefused, *, token: str = "") -> HttpResponse:
+    template = "ratings/_message.html" if request.htmx else "ratings/message.html"
+    response = render(request, template, {"message": error.message, "token": token}, status=error.status_code)
+    return _private(response)
+
+
+# --- panelist pages -------------------------------------------------------------
+
+
+def _panelist_or_404(token: str) -> Panelist:
+    panelist = selectors.panelist_by_token(token=token)
+    if panelist is None:
+        raise Http404("This link is not valid.")
+    return panelist
+
+
+def _item_context(*, panelist: Panelist, assignment: Assignment | None, chosen: dict | None = None,
+                  error: str = "") -> dict:
+    """What the rating page shows: images by side, the prompt, one 1-10 scale per criterion."""
+    ctx = {"panelist": panelist, "study": panelist.study, "token": panelist.token, "assignment": assignment,
+           "error": error, "skip_reasons": SKIP_REASONS, "progress": selectors.panelist_progress(panelist=panelist),
+           "canvas": (panelist.study.sweep.canvas_width, panelist.study.sweep.canvas_height)}
+    if assignment is None:
+        return ctx
+    chosen = chosen or {}
+    criteria = selectors.criteria_for_prompt(study=panelist.study, prompt=assignment.shown_prompt)
+    blocks = []
+    for shown in selectors.assignment_shown(assignment=assignment):
+        fields = []
+        for c in criteria:
+            name = f"{shown.side}-{c.key}"
+            fields.append({"name": name, "criterion": c,
+                           "options": [(v, str(v) == str(chosen.get(name, ""))) for v in SCALE]})
+        blocks.append({"shown": shown, "fields": fields})
+    ctx.update({"prompt": assignment.shown_prompt, "blocks": blocks, "is_pair": assignment.kind == AssignmentKind.PAIR})
+    return ctx
+
+
+def _load_for_display(assignment: Assignment | None) -> Assignment | None:
+    if assignment is None:
+        return None
+    return Assignment.objects.select_related("left", "right", "shown_prompt").get(pk=assignment.pk)
+
+
+def _render_item(request: HttpRequest, panelist: Panelist, assignment: Assignment | None, *, saved: str = "",
+                 chosen: dict | None = None, error: str = "", status: int = 200) -> HttpResponse:
+    ctx = _item_context(panelist=panelist, assignment=_load_for_display(assignment), chosen=chosen, error=error)
+    ctx["saved"] = saved
+    template = "ratings/_item.html" if request.htmx else "ratings/rate.html"
+    return _private(render(request, template, ctx, status=status))
+
+
+@require_GET
+def panelist_home(request: HttpRequest, token: str) -> HttpResponse:
+    """/r/<token>/: a panelist's page, or a study's shared link (which mints a panelist)."""
+    panelist = selectors.panelist_by_token(token=token)
+    if panelist is None:
+        study = selectors.study_by_share_token(token=token)
+        if study is None:
+            raise Http404("This link is not valid.")
+        known = request.session.get(SESSION_PANELISTS, {}).get(str(study.pk))
+        if known and Panelist.objects.filter(token=known, revoked_at__isnull=True).exists():
+            return redirect("ratings:panelist_home", token=known)
+        if study.status != StudyStatus.OPEN:
+            return _refused(request, services.StudyNotOpen("This study is not open for rating."))
+        return _private(render(request, "ratings/consent.html", {"study": study, "token": token}))
+    try:
+        services.panelist_check(panelist=panelist)
+    except RatingRefused as error:
+        return _refused(request, error, token=token)
+    if panelist.consented_at is None:
+        return _private(render(request, "ratings/consent.html", {"study": panelist.study, "token": token,
+                                                                 "panelist": panelist}))
+    try:
+        assignment = services.assignment_next(panelist=panelist)
+    except RatingRefused as error:
+        return _refused(request, error, token=token)
+    return _render_item(request, panelist, assignment)
+
+
+@require_POST
+def panelist_start(request: HttpRequest, token: str) -> HttpResponse:
+    """Consent given: start rating (a shared link first mints the panelist and remembers it)."""
+    panelist = selectors.panelist_by_token(token=token)
+    try:
+        if panelist is None:
+            study = selectors.study_by_share_token(token=token)
+            if study is None:
+                raise Http404("This link is not valid.")
+            known = request.session.get(SESSION_PANELISTS, {}).get(str(study.pk))
+            panelist = Panelist.objects.filter(token=known, study=study).first() if known else None
+            if panelist is None:
+                panelist = services.panelist_from_share(study=study)
+                remembered = dict(request.session.get(SESSION_PANELISTS, {}))
+                remembered[str(study.pk)] = panelist.token
+                request.session[SESSION_PANELISTS] = remembered
+            panelist = selectors.panelist_by_token(token=panelist.token)
+        services.panelist_check(panelist=panelist)
+    except RatingRefused as error:
+        return _refused(request, error, token=token)
+    services.panelist_consent(panelist=panelist)
+    return redirect("ratings:panelist_home", token=panelist.token)
+
+
+def _scores_from_post(request: HttpRequest, *, assignment: Assignment, criteria: dict[str, Criterion]) -> dict:
+    sides = {"single": assignment.left_id} if assignment.kind == AssignmentKind.SINGLE else {
+        "left": assignment.left_id, "right": assignment.right_id}
+    scores: dict[tuple[int, int], str] = {}
+    for name, value in request.POST.items():
+        match = FIELD.fullmatch(name)
+        if not match:
+            continue
+        side, key = match.groups()
+        if side not in sides:
+            raise services.NotAssigned("That image is not part of this item.")
+        criterion = criteria.get(key)
+        if criterion is None:
+            raise services.InvalidScores(f"{key!r} is not a criterion of this study.")
+        scores[(sides[side], criterion.pk)] = value
+    return scores
+
+
+def _elapsed(request: HttpRequest) -> int | None:
+    raw = request.POST.get("elapsed_ms", "")
+    return int(raw) if raw.isdigit() and int(raw) < 86_400_000 else None
+
+
+@require_POST
+def assignment_answer(request: HttpRequest, token: str, assignment_id: int) -> HttpResponse:
+    """Save the scores of one item and answer with the next one (an htmx swap, no page reload)."""
+    panelist = _panelist_or_404(token)
+    assignment = selectors.assignment_for_panelist(panelist=panelist, assignment_id=assignment_id)
+    try:
+        if assignment is None:
+            raise services.NotAssigned("This item is not assigned to you.")
+        criteria = {c.key: c for c in panelist.study.criteria.all()}
+        scores = _scores_from_post(request, assignment=assignment, criteria=criteria)
+        services.assignment_submit(assignment_id=assignment.pk, panelist=panelist, scores=scores,
+                                   elapsed_ms=_elapsed(request))
+    except services.InvalidScores as error:
+        return _render_item(request, panelist, assignment, chosen=request.POST.dict(), error=error.message,
+                            status=error.status_code)
+    except (services.AlreadyAnswered, services.ItemExpired) as error:
+        return _next_after(request, panelist, saved=error.message, status=error.status_code)
+    except RatingRefused as error:
+        return _refused(request, error, token=token)
+    return _next_after(request, panelist, saved="Saved.")
+
+
+def _next_after(request: HttpRequest, panelist: Panelist, *, saved: str, status: int = 200) -> HttpResponse:
+    if not request.htmx:
+        messages.info(request, saved)
+        return redirect("ratings:panelist_home", token=panelist.token)
+    try:
+        following = services.assignment_next(panelist=panelist)
+    except RatingRefused as error:
+        return _refused(request, error, token=panelist.token)
+    return _render_item(request, panelist, following, saved=saved, status=status)
+
+
+@require_POST
+def assignment_skip(request: HttpRequest, token: str, assignment_id: int) -> HttpResponse:
+    panelist = _panelist_or_404(token)
+    reason = request.POST.get("reason", "")
+    if reason == "other":
+        reason = request.POST.get("other", "")
+    try:
+        services.assignment_skip(assignment_id=assignment_id, panelist=panelist, reason=reason)
+    except services.InvalidScores as error:
+        assignment = selectors.assignment_for_panelist(panelist=panelist, assignment_id=assignment_id)
+        return _render_item(request, panelist, assignment, error=error.message, status=error.status_code)
+    except services.AlreadyAnswered as error:
+        return _next_after(request, panelist, saved=error.message, status=error.status_code)
+    except RatingRefused as error:
+        return _refused(request, error, token=token)
+    return _next_after(request, panelist, saved="Skipped.")
+
+
+@require_GET
+def panelist_image(request: HttpRequest, token: str, public_id: str) -> HttpResponse:
+    """An image by its opaque id, only for the panelist whose open item shows it.
+
+    The body is the stored, normalised file; the headers carry only type, length and
+    no-cache (no file name, no dates, no ETag), so nothing here tells models apart.
+    """
+    panelist = _panelist_or_404(token)
+    if panelist.revoked_at is not None:
+        return _private(HttpResponse("This link has been revoked.", status=403, content_type="text/plain"))
+    generation = selectors.panelist_open_image(panelist=panelist, public_id=public_id)
+    if generation is None or not generation.image:
+        return _private(HttpResponse("Not found.", status=404, content_type="text/plain"))
+    with generation.image.open("rb") as fh:
+        body = fh.read()
+    content_type = CONTENT_TYPES.get(panelist.study.sweep.image_format, "application/octet-stream")
+    return _private(HttpResponse(body, content_type=content_type))
+
+
+# --- staff pages ----------------------------------------------------------------
+
+
+@staff_member_required
+def study_list(request: HttpRequest) -> HttpResponse:
+    studies = Study.objects.select_related("sweep").order_by("-created_at")
+    return render(request, "ratings/study_list.html", {"studies": studies})
+
+
+@staff_member_required
+def study_new(request: HttpRequest) -> HttpResponse:
+    form = StudyCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            study = services.study_create(
+                sweep=data["sweep"], name=data["name"], mode=data["mode"], ratings_per_item=data["ratings_per_item"],
+                gold_enabled=data["gold_enabled"], instructions=data["instructions"], created_by=request.user,
+            )
+        except services.StudySetupError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, f"Study {study.name!r} created (draft). Open it when you are ready.")
+            return redirect("ratings:study_dashboard", pk=study.pk)
+    return render(request, "ratings/study_new.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@staff_member_required
+def study_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_object_or_404(Study.objects.select_related("sweep", "sweep__suite"), pk=pk)
+    if study.status != StudyStatus.CLOSED:
+        services.study_items_sync(study=study)
+    ctx = {
+        "study": study,
+        "progress": selectors.study_progress(study=study),
+        "sweep_progress": selectors.study_sweep_progress(study=study),
+        "quality": selectors.panelist_quality(study=study),
+        "criteria": study.criteria.all(),
+        "criterion_form": CriterionForm(),
+        "share_url": selectors.study_share_url(study=study),
+        "invite_url": request.session.pop("ratings_new_invite", ""),
+        "gold_fail_score": selectors.GOLD_FAIL_SCORE,
+    }
+    return render(request, "ratings/study_dashboard.html", ctx)
+
+
+def _study_action(request: HttpRequest, pk: int) -> Study:
+    return get_object_or_404(Study, pk=pk)
+
+
+@staff_member_required
+@require_POST
+def study_set_status(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    study = _study_action(request, pk)
+    try:
+        if action == "open":
+            services.study_open(study=study)
+            messages.success(request, "The study is open.")
+        elif action == "close":
+            services.study_close(study=study)
+            messages.success(request, "The study is closed.")
+        else:
+            raise Http404
+    except services.StudySetupError as error:
+        messages.error(request, error.message)
+    return redirect("ratings:study_dashboard", pk=study.pk)
+
+
+@staff_member_required
+@require_POST
+def study_invite(request: HttpRequest, pk: int) -> HttpResponse:
+    study = _study_action(request, pk)
+    panelist = services.panelist_create(study=study)
+    request.session["ratings_new_invite"] = selectors.panelist_invite_url(panelist=panelist)
+    messages.success(request, f"New invite link for {panelist.pseudonym}.")
+    return redirect("ratings:study_dashboard", pk=study.pk)
+
+
+@staff_member_required
+@require_POST
+def study_share(request: HttpRequest, pk: int) -> HttpResponse:
+    study = _study_action(request, pk)
+    if request.POST.get("enable") == "1":
+        services.study_share_enable(study=study)
+    else:
+        services.study_share_disable(study=study)
+    return redirect("ratings:study_dashboard", pk=study.pk)
+
+
+@staff_member_required
+@require_POST
+def study_criterion(request: HttpRequest, pk: int) -> HttpResponse:
+    study = _study_action(request, pk)
+    form = CriterionForm(request.POST)
+    if form.is_valid():
+        d = form.cleaned_data
+        try:
+            services.criterion_save(study=study, key=d["key"], name=d["name"], question=d["question"],
+                                    categories=form.category_list(), text_prompts_only=d["text_prompts_only"])
+            messages.success(request, f"Criterion {d['key']!r} saved.")
+        except services.StudySetupError as error:
+            messages.error(request, error.message)
+    else:
+        messages.error(request, "Criterion not saved: " + "; ".join(
+            f"{field}: {' '.join(errs)}" for field, errs in form.errors.items()))
+    return redirect("ratings:study_dashboard", pk=study.pk)
+
+
+@staff_member_required
+@require_POST
+def panelist_manage(request: HttpRequest, pk: int, panelist_id: int, action: str) -> HttpResponse:
+    panelist = get_object_or_404(Panelist.objects.select_related("study"), pk=panelist_id, study_id=pk)
+    if action == "revoke":
+        services.panelist_revoke(panelist=panelist)
+        messages.success(request, f"Link of {panelist.pseudonym} revoked.")
+    elif action == "exclude":
+        form = ExcludeForm(request.POST)
+        form.is_valid()
+        excluded = bool(form.cleaned_data.get("excluded"))
+        services.panelist_exclude(panelist=panelist, excluded=excluded, reason=form.cleaned_data.get("reason", ""))
+        messages.success(request, f"{panelist.pseudonym} {'excluded from' if excluded else 'included in'} the scores.")
+    else:
+        raise Http404
+    return redirect(reverse("ratings:study_dashboard", kwargs={"pk": pk}) + "#panelists")
