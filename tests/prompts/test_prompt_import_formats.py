@@ -158,3 +158,13 @@ def test_replace_swaps_prompts_and_identical_reimport_changes_nothing():
     SweepFactory(suite=second.suite)
     same = prompt_suite_import(path_or_name="q.txt", data=b"c\n", suite_name="s", replace=True)
     assert same.unchanged and _texts() == ["c"]
+
+
+def test_small_copies_of_compbench_and_imagereward(data_dir):
+    crlf = (data_dir / "compbench_excerpt_crlf.txt").read_bytes()
+    assert b"\r\n" in crlf and not crlf.endswith(b"\n")
+    assert _import("color_val.txt", crlf).count == crlf.count(b"\r\n") + 1
+    assert not Prompt.objects.filter(text__contains="\r").exists()
+    result = _import("benchmark-prompts.json", (data_dir / "imagereward_excerpt.json").read_bytes(), suite="ir")
+    assert result.fmt == "json" and result.count == 3
+    assert Prompt.objects.get(suite__name="ir", position=1).metadata == {"id": "005695-0057"}
