@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from django.contrib import messages
@@ -27,6 +28,20 @@ def _private(response: HttpResponse) -> HttpResponse:
     """Panelist responses are personal and must never be cached or shared."""
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+def panelist_view(view):
+    """Panelist responses, redirects and "not found" included, are private and never stored."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            response = view(request, *args, **kwargs)
+        except Http404:
+            response = render(request, "ratings/message.html", {"message": "This link is not valid."}, status=404)
+        return _private(response)
+
+    return wrapped
 
 
 def _refused(request: HttpRequest, error: RatingRefused, *, token: str = "") -> HttpResponse:
@@ -82,6 +97,7 @@ def _render_item(request: HttpRequest, panelist: Panelist, assignment: Assignmen
 
 
 @require_GET
+@panelist_view
 def panelist_home(request: HttpRequest, token: str) -> HttpResponse:
     """/r/<token>/: a panelist's page, or a study's shared link (which mints a panelist)."""
     panelist = selectors.panelist_by_token(token=token)
@@ -110,6 +126,7 @@ def panelist_home(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @require_POST
+@panelist_view
 def panelist_start(request: HttpRequest, token: str) -> HttpResponse:
     """Consent given: start rating (a shared link first mints the panelist and remembers it)."""
     panelist = selectors.panelist_by_token(token=token)
@@ -157,6 +174,7 @@ def _elapsed(request: HttpRequest) -> int | None:
 
 
 @require_POST
+@panelist_view
 def assignment_answer(request: HttpRequest, token: str, assignment_id: int) -> HttpResponse:
     """Save the scores of one item and answer with the next one (an htmx swap, no page reload)."""
     panelist = _panelist_or_404(token)
@@ -190,6 +208,7 @@ def _next_after(request: HttpRequest, panelist: Panelist, *, saved: str, status:
 
 
 @require_POST
+@panelist_view
 def assignment_skip(request: HttpRequest, token: str, assignment_id: int) -> HttpResponse:
     panelist = _panelist_or_404(token)
     reason = request.POST.get("reason", "")
@@ -208,6 +227,7 @@ def assignment_skip(request: HttpRequest, token: str, assignment_id: int) -> Htt
 
 
 @require_GET
+@panelist_view
 def panelist_image(request: HttpRequest, token: str, public_id: str) -> HttpResponse:
     """An image by its opaque id, only for the panelist whose open item shows it.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+
 from django.core.files.base import ContentFile
 from PIL import Image
 
