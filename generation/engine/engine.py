@@ -9,9 +9,11 @@ from __future__ import annotations
 import gc
 import logging
 import platform
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +66,10 @@ def _first_image(result: Any) -> Any:
 class Engine:
     """One per worker process (one GPU). Not thread-safe; a worker renders one chunk at a time."""
 
-    def __init__(self, device: str | None = None, vram_budget_bytes: int | None = None):
+    def __init__(self, device: str | None = None, vram_budget_bytes: int | None = None, overlap: bool = True):
         self.device = device or default_device()
+        self.overlap = overlap
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError("Engine(device='cuda') but torch sees no CUDA device")
         if vram_budget_bytes is None and self.device.startswith("cuda"):
@@ -129,6 +133,9 @@ class Engine:
         free_memory()
 
     def evict_all(self) -> None:
+        self._on_engine_thread(self._evict_all)
+
+    def _evict_all(self) -> None:
         for key in list(self._cache):
             self._evict(key)
 
@@ -167,7 +174,10 @@ class Engine:
         return loaded
 
     def load(self, spec: ModelSpec) -> loading.Loaded:
-        """Load (or reuse) and warm up; on OOM retry with model CPU offload."""
+        """Load (or reuse) and warm up, on the engine's thread; on OOM retry with model CPU offload."""
+        return self._on_engine_thread(self._load_and_warm, spec)
+
+    def _load_and_warm(self, spec: ModelSpec) -> loading.Loaded:
         try:
             loaded = self._load(spec)
             self._warm_up(loaded)
@@ -182,7 +192,7 @@ class Engine:
             self._evict(key)
             raise OutOfMemory(f"model {spec.slug!r} ran out of GPU memory during {reason} even with CPU offload")
         self._evict(key)
-        self.evict_all()  # give the retry the whole card
+        self._evict_all()  # give the retry the whole card
         self.events.append({"event": "oom_retry_offload", "slug": spec.slug, "during": reason})
         log.warning("model %s: CUDA out of memory during %s; reloading with model CPU offload", spec.slug, reason)
         try:
@@ -273,25 +283,49 @@ class Engine:
         Raises LoadError (broken spec) before the first image and OutOfMemory when even a
         model-CPU-offload reload runs out of memory. An error that concerns one image only
         comes back as a RenderOutcome with `error` set.
+
+        With overlap on, the next image is already rendering on the engine's thread while
+        the caller normalizes and saves this one (PNG encoding and database writes release
+        the GIL), so saving costs the sweep no GPU time. Images still come back one by one,
+        in order, and at most one is in flight when the worker dies.
         """
-        loaded = self.load(spec)
+        self.load(spec)
+        pending: Future[RenderOutcome] | None = None
         for request in requests:
-            oom = False
-            try:
-                outcome = self._render_one(loaded, request)
-            except torch.OutOfMemoryError:
-                oom = True  # handled below, outside the except block, so the failed call's tensors are freed
-            except Exception as exc:  # noqa: BLE001 - one bad image must not stop the chunk
-                log.exception("model %s: render of %s failed", spec.slug, request.key)
-                outcome = RenderOutcome(key=request.key, error=f"{type(exc).__name__}: {exc}",
-                                        device="cuda" if self.device.startswith("cuda") else "cpu",
-                                        gpu_name=self.gpu_name, offload_used=loaded.offload,
-                                        seed=request.seed, prompt=request.prompt)
-            if oom:
-                free_memory()
-                loaded = self._reload_offloaded(spec, reason=f"render of {request.key}")
-                outcome = self._render_after_oom(loaded, spec, request)
-            yield outcome
+            if not self.overlap:
+                yield self._render_request(spec, request)
+                continue
+            upcoming = self._thread.submit(self._render_request, spec, request)
+            if pending is not None:
+                yield pending.result()
+            pending = upcoming
+        if pending is not None:
+            yield pending.result()
+
+    def _on_engine_thread(self, fn: Any, *args: Any) -> Any:
+        """All torch work runs on one thread, so compiled code and CUDA state stay in one place."""
+        if threading.current_thread().name.startswith("engine"):
+            return fn(*args)
+        return self._thread.submit(fn, *args).result()
+
+    def _render_request(self, spec: ModelSpec, request: RenderRequest) -> RenderOutcome:
+        loaded = self._cache.get(spec.cache_key()) or self._load_and_warm(spec)
+        oom = False
+        try:
+            return self._render_one(loaded, request)
+        except torch.OutOfMemoryError:
+            oom = True  # handled below, outside the except block, so the failed call's tensors are freed
+        except Exception as exc:  # noqa: BLE001 - one bad image must not stop the chunk
+            log.exception("model %s: render of %s failed", spec.slug, request.key)
+            return RenderOutcome(key=request.key, error=f"{type(exc).__name__}: {exc}",
+                                 device="cuda" if self.device.startswith("cuda") else "cpu",
+                                 gpu_name=self.gpu_name, offload_used=loaded.offload,
+                                 seed=request.seed, prompt=request.prompt)
+        assert oom
+        del loaded
+        free_memory()
+        loaded = self._reload_offloaded(spec, reason=f"render of {request.key}")
+        return self._render_after_oom(loaded, spec, request)
 
     def _render_after_oom(self, loaded: loading.Loaded, spec: ModelSpec, request: RenderRequest) -> RenderOutcome:
         try:

@@ -215,3 +215,11 @@ def test_environment_names_versions_and_device():
     assert env["device"] == "cpu" and env["gpu_name"] == ""
     assert env["torch"] == torch.__version__
     assert env["diffusers"] and env["transformers"]
+
+
+def test_overlap_changes_timing_only_not_images_or_order(tiny_specs):
+    overlapped = list(Engine(device="cpu", overlap=True).render(tiny_specs["flux"], REQUESTS))
+    sequential = list(Engine(device="cpu", overlap=False).render(tiny_specs["flux"], REQUESTS))
+    assert [o.key for o in overlapped] == [o.key for o in sequential] == ["k0", "k1", "k2"]
+    for a, b in zip(overlapped, sequential, strict=True):
+        assert list(a.image.getdata()) == list(b.image.getdata())
