@@ -1,0 +1,113 @@
+"""Active assignment: give the next rating to where it most shrinks the uncertainty that matters.
+
+Chatbot-Arena style. A model's uncertainty *matters* while its interval still overlaps
+another model's: its rank is not settled. For each model and criterion we weigh the
+variance a further rating removes (σ²/n − σ²/(n+1)) by how unsettled its order is
+against its closest rival (two-sided p-value of the difference, 1 = indistinguishable,
+≈0 = clearly apart). An item's value is the mean over the images it shows (a pair costs the panelist two); the best
+item wins, ties go to the item with the fewest ratings, then to chance. With too little
+data to estimate anything, it falls back to fewest-ratings-first (balanced).
+
+The scoring core is pure numpy (used by ``benchmarks/simulate_panel.py``); only
+``pick_active_item`` touches the database.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import norm
+
+from .types import ItemCandidate
+
+MIN_RATINGS_PER_MODEL = 5  # below this a model's variance is a guess: rate it first
+PRIOR_VARIANCE = 4.0  # variance of one 1–10 rating assumed before data (SD 2)
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """Per model × criterion sufficient statistics: n, mean, variance of one rating."""
+
+    n: np.ndarray  # (M, C)
+    mean: np.ndarray  # (M, C)
+    var: np.ndarray  # (M, C)
+
+
+def state_from_sums(*, n, total, total_sq) -> ModelState:
+    """ModelState from counts, sums and sums of squares (as one GROUP BY query returns them)."""
+    n = np.asarray(n, dtype=np.float64)
+    total = np.asarray(total, dtype=np.float64)
+    total_sq = np.asarray(total_sq, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, total / n, np.nan)
+        var = np.where(n > 1, (total_sq - n * mean**2) / (n - 1), np.nan)
+    # shrink towards the prior so two identical ratings don't claim zero variance
+    var = np.where(np.isnan(var), PRIOR_VARIANCE, (np.nan_to_num(var) * n + PRIOR_VARIANCE * 2) / (n + 2))
+    return ModelState(n=n, mean=mean, var=var)
+
+
+def model_priority(state: ModelState) -> np.ndarray:
+    """Value (M,) of one more rating of each model, summed over criteria."""
+    n, mean, var = state.n, state.mean, state.var
+    n_models = n.shape[0]
+    if n_models < 2:
+        return np.ones(n_models)
+    se2 = var / np.maximum(n, 1)
+    # how unsettled each model's order is against its closest rival, per criterion
+    diff = np.abs(mean[:, None, :] - mean[None, :, :])
+    spread = np.sqrt(se2[:, None, :] + se2[None, :, :])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unsettled = 2.0 * norm.sf(diff / spread)
+    unsettled = np.where(np.isnan(unsettled), 1.0, unsettled)
+    idx = np.arange(n_models)
+    unsettled[idx, idx, :] = 0.0
+    weight = unsettled.max(axis=1)  # (M, C)
+    gain = var / np.maximum(n, 1) - var / (n + 1)
+    value = (weight * gain).sum(axis=1)
+    # a model with too few ratings has an unknown variance: always worth rating first
+    starved = (n < MIN_RATINGS_PER_MODEL).any(axis=1)
+    return np.where(starved, np.inf, value)
+
+
+def choose(*, priority: np.ndarray, candidate_models: list[tuple[int, ...]], candidate_n: list[int],
+           rng: random.Random | None = None) -> int | None:
+    """Index of the best candidate: highest value per image shown (a pair costs two), then fewest
+    ratings, then chance."""
+    if not candidate_models:
+        return None
+    rng = rng or random.Random()
+    values = [float(np.mean([priority[m] for m in models])) for models in candidate_models]
+    best = max(values)
+    tied = [i for i, v in enumerate(values) if v == best or (np.isinf(best) and np.isinf(v))]
+    fewest = min(candidate_n[i] for i in tied)
+    return rng.choice([i for i in tied if candidate_n[i] == fewest])
+
+
+def pick_active_item(*, study, panelist, candidates: list[ItemCandidate]) -> ItemCandidate | None:
+    """The candidate whose rating most shrinks the uncertainty that still matters (see module doc)."""
+    if not candidates:
+        return None
+    from .results_selectors import model_rating_sums
+
+    sums = model_rating_sums(study=study)
+    model_ids = sorted({m for c in candidates for m in c.model_ids} | set(sums.model_ids))
+    index = {m: i for i, m in enumerate(model_ids)}
+    n = np.zeros((len(model_ids), max(len(sums.criterion_ids), 1)))
+    total, total_sq = np.zeros_like(n), np.zeros_like(n)
+    crit_index = {c: j for j, c in enumerate(sums.criterion_ids)}
+    for (model_id, crit_id), (cnt, s, s2) in sums.cells.items():
+        i, j = index[model_id], crit_index[crit_id]
+        n[i, j], total[i, j], total_sq[i, j] = cnt, s, s2
+    if n.sum() == 0:
+        # no data yet: balanced coverage
+        fewest = min(c.n_ratings for c in candidates)
+        return random.choice([c for c in candidates if c.n_ratings == fewest])
+    priority = model_priority(state_from_sums(n=n, total=total, total_sq=total_sq))
+    pick = choose(
+        priority=priority,
+        candidate_models=[tuple(index[m] for m in c.model_ids) for c in candidates],
+        candidate_n=[c.n_ratings for c in candidates],
+    )
+    return None if pick is None else candidates[pick]

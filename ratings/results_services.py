@@ -1,0 +1,174 @@
+"""Writes for the results side: filling a study with a simulated panel, writing CSV files.
+
+The simulated panel goes through the real assignment path (``assignment_next`` /
+``assignment_submit``), so it exercises exactly what people do, and every rating it makes
+is flagged ``is_simulated`` (its panelists too). Its truth is deterministic: each model's
+latent quality per criterion comes from a hash of the model and criterion, so demo models
+differ the same way on every run.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from django.db import transaction
+from django.db.models import F
+
+from . import results_selectors as rs
+from .models import Assignment, AssignmentKind, Study, StudyItem, StudyStatus
+from .results_simulation import MID, latent_quality_for
+from .selectors import PROMPT_ACCURACY_KEY, criteria_for_prompt
+from .services import (
+    RatingRefused,
+    StudySetupError,
+    assignment_next,
+    assignment_submit,
+    panelist_create,
+    study_open,
+)
+
+CARELESS_SHARE = 0.1  # simulated panelists who answer at random (the attention checks should catch them)
+
+
+@dataclass(frozen=True)
+class SimulatedRater:
+    offset: float  # leniency (+) or harshness (−) on the 1–10 scale
+    stretch: float  # how much of the scale they use
+    careless: bool
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    panelists: int
+    assignments: int
+    ratings: int
+    opened: bool
+    items_short: int  # items still below k (each panelist sees an image once, so a small panel can't fill all)
+
+
+def _clip(x: float) -> int:
+    return max(1, min(10, int(round(x))))
+
+
+class _Truth:
+    """Latent quality per (model, criterion), difficulty per prompt, and the raters."""
+
+    def __init__(self, *, seed: int):
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self._quality: dict[tuple[str, str], float] = {}
+        self._difficulty: dict[int, float] = {}
+
+    def quality(self, slug: str, key: str) -> float:
+        if (slug, key) not in self._quality:
+            self._quality[(slug, key)] = latent_quality_for(f"{slug}:{key}")
+        return self._quality[(slug, key)]
+
+    def difficulty(self, prompt_id: int) -> float:
+        if prompt_id not in self._difficulty:
+            self._difficulty[prompt_id] = random.Random(f"{self.seed}:{prompt_id}").gauss(0.0, 0.8)
+        return self._difficulty[prompt_id]
+
+    def rater(self) -> SimulatedRater:
+        return SimulatedRater(offset=self.rng.gauss(0.0, 0.7), stretch=2 ** self.rng.gauss(0.0, 0.25),
+                              careless=self.rng.random() < CARELESS_SHARE)
+
+    def scores(self, *, assignment: Assignment, rater: SimulatedRater, criteria) -> dict[tuple[int, int], int]:
+        """Every image of the item on every criterion; in a pair the same latent values decide."""
+        images = [assignment.left] if assignment.kind == AssignmentKind.SINGLE else [assignment.left, assignment.right]
+        out: dict[tuple[int, int], int] = {}
+        for gen in images:
+            for c in criteria:
+                if rater.careless:
+                    out[(gen.pk, c.pk)] = self.rng.randint(1, 10)
+                    continue
+                if assignment.is_gold and c.key == PROMPT_ACCURACY_KEY:
+                    latent = 2.0  # the image was made for another prompt: it does not match
+                else:
+                    latent = self.quality(gen.model.slug, c.key) - self.difficulty(gen.prompt_id)
+                noisy = MID + rater.stretch * (latent - MID) + rater.offset + self.rng.gauss(0.0, 1.0)
+                out[(gen.pk, c.pk)] = _clip(noisy)
+        return out
+
+
+def ratings_simulate(*, study: Study, panelists: int = 20, seed: int = 0, max_items: int | None = None) -> SimulationResult:
+    """Fill a study with simulated ratings until every item has its k ratings (or ``max_items``).
+
+    A draft study is opened first (it needs rendered images); a closed one is refused.
+    """
+    if panelists < 1:
+        raise StudySetupError("--panelists must be at least 1.")
+    if study.status == StudyStatus.CLOSED:
+        raise StudySetupError("This study is closed; simulated ratings would change published results.")
+    opened = False
+    if study.status == StudyStatus.DRAFT:
+        study_open(study=study)
+        opened = True
+    truth = _Truth(seed=seed)
+    panel = []
+    for i in range(panelists):
+        p = panelist_create(study=study, pseudonym=f"sim-{secrets.token_hex(4)}", is_simulated=True)
+        panel.append((p, truth.rater()))
+    n_assignments = n_ratings = 0
+    active = list(panel)
+    while active and (max_items is None or n_assignments < max_items):
+        still = []
+        for panelist, rater in active:
+            if max_items is not None and n_assignments >= max_items:
+                break
+            try:
+                assignment = assignment_next(panelist=panelist)
+            except RatingRefused:
+                continue
+            if assignment is None:
+                continue
+            assignment = Assignment.objects.select_related("left__model", "right__model", "shown_prompt").get(
+                pk=assignment.pk
+            )
+            criteria = criteria_for_prompt(study=study, prompt=assignment.shown_prompt)
+            with transaction.atomic():
+                saved = assignment_submit(
+                    assignment_id=assignment.pk, panelist=panelist,
+                    scores=truth.scores(assignment=assignment, rater=rater, criteria=criteria),
+                    elapsed_ms=int(truth.rng.lognormvariate(9.0, 0.5)),
+                )
+            n_assignments += 1
+            n_ratings += len(saved)
+            still.append((panelist, rater))
+        active = still
+    short = StudyItem.objects.filter(study=study, n_done__lt=F("target")).count()
+    return SimulationResult(panelists=panelists, assignments=n_assignments, ratings=n_ratings, opened=opened,
+                            items_short=short)
+
+
+def ratings_csv_write(*, study: Study, out: IO[str], bom: bool = False) -> int:
+    """Write the raw ratings CSV to an open text file; returns the number of data rows."""
+    if bom:
+        out.write("\ufeff")
+    writer = csv.writer(out)
+    writer.writerow(rs.RATINGS_CSV_HEADER)
+    n = 0
+    for row in rs.ratings_export_rows(study=study):
+        writer.writerow(row)
+        n += 1
+    return n
+
+
+def ratings_csv_export(*, study: Study, path: Path, bom: bool = False) -> int:
+    """Export to a file, written next to the target and renamed, so a failed export leaves nothing half-written."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise StudySetupError(f"{path.parent} does not exist.")
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            n = ratings_csv_write(study=study, out=fh, bom=bom)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n

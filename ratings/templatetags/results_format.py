@@ -1,0 +1,33 @@
+"""Number formatting for the leaderboard: fixed decimals, percentages, dict lookup; '—' for missing."""
+
+from __future__ import annotations
+
+import math
+
+from django import template
+
+register = template.Library()
+MISSING = "—"
+
+
+def _missing(value) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+@register.filter
+def fmt(value, digits=2):
+    if _missing(value):
+        return MISSING
+    return f"{float(value):.{int(digits)}f}"
+
+
+@register.filter
+def pct(value):
+    if _missing(value):
+        return MISSING
+    return f"{100 * float(value):.0f}%"
+
+
+@register.filter
+def get(mapping, key):
+    return (mapping or {}).get(key)

@@ -1,0 +1,152 @@
+"""Leaderboard page and CSV exports. Thin: check who asks, fetch the (cached) board, render."""
+
+from __future__ import annotations
+
+import csv
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET
+
+from . import results_selectors as rs
+from .models import Panelist, Study
+from .results_charts import chart_for
+from .views import SESSION_PANELISTS  # {study_id: token} of panelists this browser rated as
+
+
+
+class _Echo:
+    """A write-only file for csv.writer: each row comes back as a string to stream."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_stream(header: list[str], rows, *, bom: bool):
+    writer = csv.writer(_Echo())  # RFC 4180 quoting, CRLF line ends
+    if bom:
+        yield "\ufeff"
+    yield writer.writerow(header)
+    for row in rows:
+        yield writer.writerow(row)
+
+
+def _csv_response(*, filename: str, header: list[str], rows, bom: bool) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(_csv_stream(header, rows, bom=bom), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _wants_bom(request: HttpRequest) -> bool:
+    return request.GET.get("bom", "").lower() in {"1", "true", "yes"}
+
+
+def _table_context(*, board: dict, for_staff: bool) -> dict:
+    """Rows of the reference table (Model | speed | each criterion | VRAM) and the extra sections."""
+    crits = board["criteria"]
+    order = sorted(range(len(board["models"])), key=lambda i: _sort_key(board, i))
+    rows = []
+    for i in order:
+        m = board["models"][i]
+        rows.append({"model": m, "cells": [board["scores"][c["key"]][i] for c in crits]})
+    categories = []
+    for cat, per_crit in sorted(board["by_category"].items()):
+        cat_rows = []
+        for i in order:
+            cells = [per_crit.get(c["key"], [None] * len(board["models"]))[i] for c in crits]
+            if any(cell and cell["n"] for cell in cells):
+                cat_rows.append({"model": board["models"][i], "cells": cells})
+        categories.append({"name": cat, "rows": cat_rows})
+    names = [m["name"] for m in board["models"]]
+    pairs = []
+    for c in crits:
+        p = board["pairs"]["by_criterion"].get(c["key"])
+        if not p:
+            continue
+        bt_order = sorted(range(len(names)), key=lambda i: -(p["strength"][i] if p["strength"][i] is not None else -99))
+        pairs.append({
+            "criterion": c, "n": p["n"], "ties": p["ties"],
+            "rows": [{"name": names[i], "strength": p["strength"][i], "ci_low": p["ci_low"][i],
+                      "ci_high": p["ci_high"][i], "rank": p["rank"][i], "n_pairs": p["n_pairs"][i]} for i in bt_order],
+            "matrix_names": [names[i] for i in bt_order],
+            "matrix": [{"name": names[i], "cells": [
+                {"rate": p["win_rate"][i][j], "games": p["games"][i][j], "self": i == j} for j in bt_order]}
+                for i in bt_order],
+        })
+    return {
+        "board": board, "criteria": crits, "rows": rows, "categories": categories, "pairs": pairs,
+        "charts": [chart_for(board=board, criterion=c, order=order) for c in crits],
+        "for_staff": for_staff,
+    }
+
+
+def _sort_key(board: dict, i: int):
+    """Best first by the first criterion (rank, then mean); models without ratings last."""
+    if not board["criteria"]:
+        return (0, board["models"][i]["name"])
+    cell = board["scores"][board["criteria"][0]["key"]][i]
+    return (cell["mean"] is None, cell["rank"], -(cell["mean"] or 0), board["models"][i]["name"])
+
+
+def _render_board(request: HttpRequest, study: Study, *, for_staff: bool) -> HttpResponse:
+    board = rs.leaderboard_get(study=study)
+    ctx = _table_context(board=board, for_staff=for_staff)
+    ctx["study"] = study
+    response = render(request, "results/leaderboard.html", ctx)
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _not_yet(request: HttpRequest, study: Study) -> HttpResponse:
+    response = render(request, "results/not_public.html", {"study_name": study.name}, status=403)
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@require_GET
+def leaderboard(request: HttpRequest, study_id: int) -> HttpResponse:
+    """Staff always; a panelist of this study (remembered in the session) once results are public."""
+    study = get_object_or_404(Study.objects.select_related("sweep"), pk=study_id)
+    if request.user.is_active and request.user.is_staff:
+        return _render_board(request, study, for_staff=True)
+    token = request.session.get(SESSION_PANELISTS, {}).get(str(study.pk))
+    if token and Panelist.objects.filter(study=study, token=token, revoked_at__isnull=True).exists():
+        if rs.results_visible_to_panelists(study=study):
+            return _render_board(request, study, for_staff=False)
+        return _not_yet(request, study)
+    return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+
+
+@require_GET
+def panelist_results(request: HttpRequest, token: str) -> HttpResponse:
+    """/r/<token>/results/: the leaderboard for a panelist, once the study is closed and public."""
+    panelist = get_object_or_404(Panelist.objects.select_related("study__sweep"), token=token, revoked_at__isnull=True)
+    if not rs.results_visible_to_panelists(study=panelist.study):
+        return _not_yet(request, panelist.study)
+    remembered = dict(request.session.get(SESSION_PANELISTS, {}))
+    remembered[str(panelist.study_id)] = token
+    request.session[SESSION_PANELISTS] = remembered
+    return _render_board(request, panelist.study, for_staff=False)
+
+
+@staff_member_required
+@require_GET
+def leaderboard_csv(request: HttpRequest, study_id: int) -> StreamingHttpResponse:
+    study = get_object_or_404(Study, pk=study_id)
+    header, rows = rs.leaderboard_rows(board=rs.leaderboard_get(study=study))
+    return _csv_response(filename=f"leaderboard-{study.pk}-{slugify(study.name)}.csv", header=header, rows=rows,
+                         bom=_wants_bom(request))
+
+
+@staff_member_required
+@require_GET
+def ratings_csv(request: HttpRequest, study_id: int) -> StreamingHttpResponse:
+    """Every rating, one row per score, streamed (constant memory however many there are)."""
+    study = get_object_or_404(Study, pk=study_id)
+    return _csv_response(filename=f"ratings-{study.pk}-{slugify(study.name)}.csv", header=rs.RATINGS_CSV_HEADER,
+                         rows=rs.ratings_export_rows(study=study), bom=_wants_bom(request))
