@@ -151,7 +151,9 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads it to send X-CSRFToken
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-SECURE_REFERRER_POLICY = "no-referrer"  # invite tokens must not leak through Referer
+# Invite tokens must not leak through Referer to other sites; "no-referrer" would also make
+# browsers send "Origin: null" on form POSTs, which Django's CSRF check rejects.
+SECURE_REFERRER_POLICY = "same-origin"
 if env.bool("DJANGO_SECURE", default=False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
