@@ -84,19 +84,32 @@ def study_share_url(*, study: Study) -> str:
 
 
 def panelist_progress(*, panelist: Panelist) -> dict:
-    """n of m: items answered (or skipped) and the total this panelist is asked for."""
-    counts = Assignment.objects.filter(panelist=panelist).aggregate(
-        answered=Count("id", filter=Q(status__in=[AssignmentStatus.DONE, AssignmentStatus.SKIPPED])),
-    )
-    answered = counts["answered"]
-    quota = panelist.study.items_per_panelist
-    if quota:
-        total = quota
-    else:
-        # Without a quota, m is what is answered plus what the study still needs (an upper bound).
-        left = StudyItem.objects.filter(study_id=panelist.study_id, n_assigned__lt=F("target")).count()
-        total = answered + left
-    return {"n": min(answered + 1, max(total, 1)), "answered": answered, "m": max(total, answered + 1)}
+    """n of m: items answered (or skipped) and how many this panelist can be given in all.
+
+    m is the quota when the study sets one, else (or if smaller) what is left for them: free
+    items without an image they have seen, at most their unseen images / images per item.
+    """
+    rows = list(Assignment.objects.filter(panelist=panelist).values_list("left_id", "right_id", "status"))
+    answered = sum(1 for *_, status in rows if status in (AssignmentStatus.DONE, AssignmentStatus.SKIPPED))
+    open_now = sum(1 for *_, status in rows if status == AssignmentStatus.OPEN)
+    seen = {g for left, right, _ in rows for g in (left, right) if g is not None}
+    study = panelist.study
+    free = StudyItem.objects.filter(study_id=study.pk, n_assigned__lt=F("target"))
+    if seen:
+        free = free.exclude(first_id__in=seen).exclude(second_id__in=seen)
+    left = free.count()
+    if left:
+        unseen = (
+            Generation.objects.filter(sweep_id=study.sweep_id, status=GenerationStatus.DONE)
+            .exclude(pk__in=seen).count()
+        )
+        per_item = 1 if study.mode != "pair" else 2
+        left = min(left, unseen // per_item)
+    total = answered + open_now + left
+    if study.items_per_panelist:
+        total = min(total, study.items_per_panelist)
+    total = max(total, answered + open_now, 1)
+    return {"n": min(answered + 1, total), "answered": answered, "m": total}
 
 
 # --- assignment display ---------------------------------------------------------

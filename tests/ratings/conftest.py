@@ -33,3 +33,9 @@ def browser_type_launch_args():
         "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"],
     }
+
+
+@pytest.fixture
+def allow_sync_orm_in_browser_tests(monkeypatch):
+    """Playwright's sync API runs an event loop in this thread; the ORM calls around it are still sync."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

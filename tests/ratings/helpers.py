@@ -5,17 +5,25 @@ from __future__ import annotations
 import io
 
 from django.core.files.base import ContentFile
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from generation.models import ImageModel
 from tests.factories import GenerationFactory, ImageModelFactory, PromptFactory, SweepFactory
 
-CANVAS = (64, 64)
+CANVAS = (64, 64)  # the sweep factory's canvas
 
 
 def png_bytes(color: tuple[int, int, int], size: tuple[int, int] = CANVAS) -> bytes:
+    """A small picture (sky, ground, a sun) in colours that tell test images apart."""
+    w, h = size
+    image = Image.new("RGB", size, (120 + color[0] // 3, 170, 220 - color[1] // 3))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, int(h * 0.65), w, h], fill=(60 + color[1] // 2, 120, 50 + color[2] // 2))
+    r = max(3, w // 8)
+    cx, cy = int(w * (0.25 + 0.5 * (color[0] % 97) / 97)), int(h * 0.3)
+    draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(250, 200 + color[2] % 50, 60))
     buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="PNG")
+    image.save(buf, format="PNG")
     return buf.getvalue()
 
 

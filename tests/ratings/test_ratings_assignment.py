@@ -104,7 +104,7 @@ def test_panel_completes_study_with_exactly_k_and_rules_hold():
         shown = [g for a in seq for g in (a.left_id, a.right_id) if g]
         assert len(shown) == len(set(shown)), "an image was shown twice to one panelist"
         prompts_seq = [a.shown_prompt_id for a in seq]
-        assert all(a != b for a, b in zip(prompts_seq, prompts_seq[1:])), "same prompt twice in a row"
+        assert all(a != b for a, b in zip(prompts_seq, prompts_seq[1:], strict=False)), "same prompt twice in a row"
     per_item = Counter(Rating.objects.values_list("assignment_id", "generation_id", "criterion_id"))
     assert max(per_item.values()) == 1
 
