@@ -53,10 +53,18 @@ def criterion_applies(*, criterion: Criterion, prompt: Prompt) -> bool:
     return not categories or category in categories
 
 
+def study_criteria(*, study: Study) -> list[Criterion]:
+    """The study's criteria, loaded once per Study instance (one request reuses them)."""
+    cached = study.__dict__.get("_criteria_cache")
+    if cached is None:
+        cached = study.__dict__["_criteria_cache"] = list(Criterion.objects.filter(study_id=study.pk))
+    return cached
+
+
 def criteria_for_prompt(*, study: Study, prompt: Prompt, criteria: list[Criterion] | None = None) -> list[Criterion]:
     """The study's criteria that apply to this prompt, in display order."""
     if criteria is None:
-        criteria = list(study.criteria.all())
+        criteria = study_criteria(study=study)
     return [c for c in criteria if criterion_applies(criterion=c, prompt=prompt)]
 
 

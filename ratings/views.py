@@ -182,7 +182,7 @@ def assignment_answer(request: HttpRequest, token: str, assignment_id: int) -> H
     try:
         if assignment is None:
             raise services.NotAssigned("This item is not assigned to you.")
-        criteria = {c.key: c for c in panelist.study.criteria.all()}
+        criteria = {c.key: c for c in selectors.study_criteria(study=panelist.study)}
         scores = _scores_from_post(request, assignment=assignment, criteria=criteria)
         services.assignment_submit(assignment_id=assignment.pk, panelist=panelist, scores=scores,
                                    elapsed_ms=_elapsed(request))

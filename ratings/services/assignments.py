@@ -33,7 +33,7 @@ from ..models import (
     Study,
     StudyItem,
 )
-from ..selectors import PROMPT_ACCURACY_KEY, criteria_for_prompt
+from ..selectors import PROMPT_ACCURACY_KEY, criteria_for_prompt, study_criteria
 from ..types import ItemCandidate
 from .errors import AlreadyAnswered, InvalidScores, ItemExpired, NotAssigned, RatingRefused
 from .panelists import panelist_check
@@ -223,7 +223,7 @@ def _take(*, panelist: Panelist, now: datetime) -> Assignment | None:
             return None
         item = _pick_balanced(study=study, locked=locked)
     expires = now + timedelta(minutes=study.assignment_timeout_minutes)
-    criteria = list(study.criteria.all())
+    criteria = study_criteria(study=study)
     if _wants_gold(study=study, criteria=criteria):
         gold = _gold_assignment(study=study, panelist=panelist, seen=seen, last_prompt=last_prompt, now=now)
         if gold is not None:
@@ -319,10 +319,11 @@ def assignment_submit(
     """Save one answer: every applicable criterion for every image of the item, all or nothing."""
     now = now or timezone.now()
     panelist_check(panelist=panelist)
+    study = panelist.study  # the assignment's study: a panelist belongs to one study
     with transaction.atomic():
         assignment = (
             _for_update(Assignment.objects.filter(pk=assignment_id, panelist=panelist))
-            .select_related("shown_prompt", "study")
+            .select_related("shown_prompt")
             .first()
         )
         if assignment is None:
@@ -333,20 +334,20 @@ def assignment_submit(
             raise AlreadyAnswered("This item was skipped.")
         if assignment.status == AssignmentStatus.EXPIRED or assignment.expires_at <= now:
             if assignment.status == AssignmentStatus.OPEN:
-                assignments_expire(study=assignment.study, now=now)
+                assignments_expire(study=study, now=now)
             raise ItemExpired(
-                f"This item timed out after {assignment.study.assignment_timeout_minutes} minutes and went "
+                f"This item timed out after {study.assignment_timeout_minutes} minutes and went "
                 "back to the pool; here is a new one."
             )
-        criteria = criteria_for_prompt(study=assignment.study, prompt=assignment.shown_prompt)
+        criteria = criteria_for_prompt(study=study, prompt=assignment.shown_prompt)
         expected = _expected_cells(assignment=assignment, criteria=criteria)
-        clean = _validate_scores(scores=scores, expected=expected, study=assignment.study,
+        clean = _validate_scores(scores=scores, expected=expected, study=study,
                                  assignment=assignment, criteria=criteria)
         if elapsed_ms is None or elapsed_ms < 0:
             elapsed_ms = int((now - assignment.created_at).total_seconds() * 1000)
         ratings = [
             Rating(assignment=assignment, generation_id=gen_id, criterion_id=crit_id, panelist=panelist,
-                   study_id=assignment.study_id, score=score, side=expected[(gen_id, crit_id)],
+                   study_id=study.pk, score=score, side=expected[(gen_id, crit_id)],
                    is_simulated=panelist.is_simulated)
             for (gen_id, crit_id), score in sorted(clean.items())
         ]

@@ -200,6 +200,7 @@ def criterion_save(
         raise StudySetupError("A criterion needs a name and a question.")
     cats = [c.strip() for c in (categories or []) if c and c.strip()]
     order = (study.criteria.order_by("-order").values_list("order", flat=True).first() or 0) + 1
+    study.__dict__.pop("_criteria_cache", None)
     criterion, _ = Criterion.objects.update_or_create(
         study=study,
         key=key,
