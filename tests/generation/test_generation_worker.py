@@ -198,6 +198,9 @@ def test_embedded_sqlite_and_filesystem_broker_render_through_a_worker_process(t
     ))
     built = _manage(env, "build_demo_models").stdout
     assert "tiny-sd3" in built and "built" not in built.replace("demo models registered", "")  # reused: idempotent
+    bad = subprocess.run([sys.executable, "manage.py", "run_sweep", "--suite", "embedded", "--models", "tiny-sd3,nope"],
+                         cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "unknown model slug(s) nope" in bad.stderr
     worker = _start_worker(env=env, log=tmp_path / "worker.log")
     try:
         result = _manage(env, "run_sweep", "--suite", "embedded", "--models", "tiny-zimage,tiny-flux",
