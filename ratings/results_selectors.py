@@ -24,9 +24,8 @@ from django.utils import timezone
 from generation.models import Generation, GenerationStatus, ImageModel
 from prompts.models import Prompt
 
-from . import stats
 from .selectors import GOLD_FAIL_SCORE, GOLD_FLAG_BELOW, PROMPT_ACCURACY_KEY
-from .models import AssignmentKind, Criterion, Panelist, Rating, Side, Study, StudyStatus
+from .models import Criterion, Panelist, Rating, Side, Study, StudyStatus
 
 CACHE_SECONDS = 7 * 24 * 3600
 N_RESAMPLES = 2000
@@ -143,6 +142,8 @@ def _gib(value: int | None) -> float | None:
 
 def model_facts(*, study: Study) -> list[dict]:
     """Per model of the sweep: speed, peak VRAM, GPU, fast/plain mode and the settings it rendered with."""
+    from . import stats  # numpy/scipy load only where statistics run (exports stay light)
+
     models = list(study.sweep.image_models.order_by("name"))
     seconds: dict[int, list[float]] = {m.pk: [] for m in models}
     info: dict[int, dict] = {m.pk: {"gpus": set(), "fast": set(), "offload": set(), "devices": set(),
@@ -199,7 +200,7 @@ def _finite(x) -> float | None:
 # --------------------------------------------------------------------------- the leaderboard
 
 
-def _cell(table: stats.MeanTable, i: int, norm: stats.MeanTable | None = None) -> dict:
+def _cell(table, i: int, norm=None) -> dict:
     cell = {
         "mean": _finite(table.mean[i]), "ci_low": _finite(table.ci_low[i]), "ci_high": _finite(table.ci_high[i]),
         "n": int(table.n_ratings[i]), "n_prompts": int(table.n_prompts[i]), "rank": int(table.rank[i]),
@@ -223,6 +224,8 @@ def _pairs_of(a: RatingArrays) -> dict[str, np.ndarray]:
 
 def leaderboard_compute(*, study: Study) -> dict:
     """Everything the leaderboard page, its CSV and the ``leaderboard`` command show (plain data)."""
+    from . import stats  # numpy/scipy load only where statistics run (exports stay light)
+
     facts = model_facts(study=study)
     criteria = list(Criterion.objects.filter(study=study).order_by("order", "id"))
     all_ratings = rating_arrays(study=study)
@@ -287,6 +290,8 @@ def leaderboard_compute(*, study: Study) -> dict:
 
 
 def _pair_results(*, a: RatingArrays, criteria: list[Criterion], m_index: dict[int, int], n_models: int) -> dict:
+    from . import stats  # numpy/scipy load only where statistics run (exports stay light)
+
     pr = _pairs_of(a)
     out: dict = {"n_pairs": 0, "by_criterion": {}, "position_bias": None}
     if pr["criterion"].size == 0:
@@ -318,6 +323,8 @@ def _pair_results(*, a: RatingArrays, criteria: list[Criterion], m_index: dict[i
 
 def _rater_summary(*, all_ratings: RatingArrays, a: RatingArrays, criteria: list[Criterion], study: Study) -> dict:
     """Panel size, exclusions, gold pass rates and agreement with the others (per panelist, then summarised)."""
+    from . import stats  # numpy/scipy load only where statistics run (exports stay light)
+
     panelists = list(Panelist.objects.filter(study=study).values_list("id", "pseudonym", "excluded", "is_simulated"))
     crit_key = {c.pk: c.key for c in criteria}
     # gold: prompt accuracy of an image shown with the wrong prompt should be low
@@ -380,37 +387,7 @@ def model_rating_sums(*, study: Study) -> ModelRatingSums:
     )
 
 
-# --------------------------------------------------------------------------- CSV rows
-
-
-RATINGS_CSV_HEADER = [
-    "study", "rating_id", "prompt_id", "prompt", "category", "model", "model_slug", "seed", "criterion", "score",
-    "mode", "side", "pair_partner_model", "panelist", "gold", "excluded", "simulated", "timestamp", "elapsed_ms",
-]
-
-
-def ratings_export_rows(*, study: Study, chunk_size: int = 2000) -> Iterator[list]:
-    """Raw ratings, one row per score, streamed from a server-side cursor (constant memory)."""
-    qs = (
-        Rating.objects.filter(study=study)
-        .order_by("id")
-        .values_list(
-            "id", "generation__prompt_id", "generation__prompt__text", "generation__prompt__category",
-            "generation__model__name", "generation__model__slug", "generation__seed", "criterion__key", "score",
-            "assignment__kind", "side", "assignment__left__model__name", "assignment__right__model__name",
-            "panelist__pseudonym", "assignment__is_gold", "panelist__excluded", "is_simulated", "created_at",
-            "assignment__elapsed_ms",
-        )
-    )
-    for (rid, pid, text, cat, model, slug, seed, crit, score, kind, side, left_model, right_model, pseudonym,
-         gold, excluded, simulated, created, elapsed) in qs.iterator(chunk_size=chunk_size):
-        partner = right_model if side == Side.LEFT else left_model if side == Side.RIGHT else ""
-        yield [
-            study.pk, rid, pid, text, cat, model, slug, seed, crit, score,
-            "pair" if kind == AssignmentKind.PAIR else "single", side, partner or "", pseudonym,
-            int(bool(gold)), int(bool(excluded)), int(bool(simulated)),
-            created.isoformat(timespec="seconds") if created else "", "" if elapsed is None else elapsed,
-        ]
+# --------------------------------------------------------------------------- the per-model CSV table
 
 
 def leaderboard_rows(*, board: dict) -> tuple[list[str], list[list]]:

@@ -1,4 +1,4 @@
-"""Writes for the results side: filling a study with a simulated panel, writing CSV files.
+"""Writes for the results side: filling a study with a simulated panel.
 
 The simulated panel goes through the real assignment path (``assignment_next`` /
 ``assignment_submit``), so it exercises exactly what people do, and every rating it makes
@@ -9,17 +9,13 @@ differ the same way on every run.
 
 from __future__ import annotations
 
-import csv
 import random
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO
 
 from django.db import transaction
 from django.db.models import F
 
-from . import results_selectors as rs
 from .models import Assignment, AssignmentKind, Study, StudyItem, StudyStatus
 from .results_simulation import MID, latent_quality_for
 from .selectors import PROMPT_ACCURACY_KEY, criteria_for_prompt
@@ -144,31 +140,3 @@ def ratings_simulate(*, study: Study, panelists: int = 20, seed: int = 0, max_it
     short = StudyItem.objects.filter(study=study, n_done__lt=F("target")).count()
     return SimulationResult(panelists=panelists, assignments=n_assignments, ratings=n_ratings, opened=opened,
                             items_short=short)
-
-
-def ratings_csv_write(*, study: Study, out: IO[str], bom: bool = False) -> int:
-    """Write the raw ratings CSV to an open text file; returns the number of data rows."""
-    if bom:
-        out.write("\ufeff")
-    writer = csv.writer(out)
-    writer.writerow(rs.RATINGS_CSV_HEADER)
-    n = 0
-    for row in rs.ratings_export_rows(study=study):
-        writer.writerow(row)
-        n += 1
-    return n
-
-
-def ratings_csv_export(*, study: Study, path: Path, bom: bool = False) -> int:
-    """Export to a file, written next to the target and renamed, so a failed export leaves nothing half-written."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise StudySetupError(f"{path.parent} does not exist.")
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
-            n = ratings_csv_write(study=study, out=fh, bom=bom)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return n

@@ -128,6 +128,9 @@ def model_means(
     w = prompt_weights(n_prompts=n_prompts, n_resamples=n_resamples, seed=seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         boot = (w @ sums) / (w @ counts)
+    if n_prompts > 1:
+        # the bootstrap variance of a mean over P clusters is (P-1)/P of the unbiased one
+        boot = mean + (boot - mean) * np.sqrt(n_prompts / (n_prompts - 1))
     if rater is not None:
         shift_sd = rater_shift_sd(y=y, m=m, p=p, r=_as_int("rater", rater), n_models=n_models, n_prompts=n_prompts)
         # one common panel shift per resample, scaled per model (it moves every model together)
@@ -150,10 +153,12 @@ def rater_shift_sd(*, y, m, p, r, n_models: int, n_prompts: int) -> np.ndarray:
     """Per model: SD of the mean that the panel's shared leniency adds, beyond what a
     prompt bootstrap already sees.
 
-    A prompt bootstrap treats each rating's rater offset as independent noise (variance
-    σ_r²/N). But the panel is one sample of raters: its average leniency shifts every
-    mean by a common amount with variance σ_r² · Σ_r (n_r/N)². σ_r² is estimated by
-    method of moments from rater offsets fitted against the images they rated.
+    A prompt bootstrap treats each rating's rater deviation as independent noise (variance
+    σ²/N). But the panel is one sample of raters: its average deviation on a model shifts
+    that model's mean with variance σ_m² · Σ_r (n_rm/N_m)², large when a few raters give
+    most ratings. σ_m² (raters' spread in how they score model m: leniency and scale use)
+    is estimated by method of moments from each rater's mean deviation from the consensus
+    on the images they rated (consensus fitted with rater offsets removed).
     """
     n_raters = int(r.max()) + 1
     item = p * n_models + m
@@ -167,20 +172,28 @@ def rater_shift_sd(*, y, m, p, r, n_models: int, n_prompts: int) -> np.ndarray:
             off = np.bincount(r, weights=y - t[item], minlength=n_raters) / n_r
         off = np.nan_to_num(off)
         off -= np.average(off, weights=n_r)
-    multi = n_g[item] >= 2
+    k_item = n_g[item]
+    multi = k_item >= 2
     if multi.sum() < 2:
         return np.zeros(n_models)
-    k_eff = n_g[item][multi]
     resid = (y - t[item] - off[r])[multi]
-    sigma_e2 = float(np.mean(resid**2 * k_eff / (k_eff - 1)))
-    seen = n_r >= 2
-    sigma_r2 = max(0.0, float(np.var(off[seen]) - sigma_e2 * np.mean(1.0 / n_r[seen])))
+    sigma_e2 = float(np.mean(resid**2 * k_item[multi] / (k_item[multi] - 1)))
+    dev = y - t[item]
     out = np.zeros(n_models)
     for model in range(n_models):
-        n_rm = np.bincount(r[m == model], minlength=n_raters).astype(np.float64)
+        sel = (m == model) & multi
+        if not sel.any():
+            continue
+        n_rm = np.bincount(r[sel], minlength=n_raters).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d_rm = np.bincount(r[sel], weights=dev[sel], minlength=n_raters) / n_rm
+        seen = n_rm >= 2
+        if seen.sum() < 2:
+            continue
+        shrink = float(np.mean(1.0 - 1.0 / k_item[sel]))  # the rater's own rating is part of the consensus
+        sigma_m2 = max(0.0, float(np.var(d_rm[seen])) - sigma_e2 * shrink * float(np.mean(1.0 / n_rm[seen])))
         total = n_rm.sum()
-        if total:
-            out[model] = np.sqrt(max(0.0, sigma_r2 * (np.sum((n_rm / total) ** 2) - 1.0 / total)))
+        out[model] = np.sqrt(max(0.0, sigma_m2 * (np.sum((n_rm / total) ** 2) - 1.0 / total)))
     return out
 
 

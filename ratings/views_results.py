@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -13,30 +11,15 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET
 
 from . import results_selectors as rs
+from .results_export import RATINGS_CSV_HEADER, csv_stream, ratings_export_rows
 from .models import Panelist, Study
 from .results_charts import chart_for
 from .views import SESSION_PANELISTS  # {study_id: token} of panelists this browser rated as
 
 
 
-class _Echo:
-    """A write-only file for csv.writer: each row comes back as a string to stream."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_stream(header: list[str], rows, *, bom: bool):
-    writer = csv.writer(_Echo())  # RFC 4180 quoting, CRLF line ends
-    if bom:
-        yield "\ufeff"
-    yield writer.writerow(header)
-    for row in rows:
-        yield writer.writerow(row)
-
-
 def _csv_response(*, filename: str, header: list[str], rows, bom: bool) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(_csv_stream(header, rows, bom=bom), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(csv_stream(header, rows, bom=bom), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "private, no-store"
     return response
@@ -148,5 +131,5 @@ def leaderboard_csv(request: HttpRequest, study_id: int) -> StreamingHttpRespons
 def ratings_csv(request: HttpRequest, study_id: int) -> StreamingHttpResponse:
     """Every rating, one row per score, streamed (constant memory however many there are)."""
     study = get_object_or_404(Study, pk=study_id)
-    return _csv_response(filename=f"ratings-{study.pk}-{slugify(study.name)}.csv", header=rs.RATINGS_CSV_HEADER,
-                         rows=rs.ratings_export_rows(study=study), bom=_wants_bom(request))
+    return _csv_response(filename=f"ratings-{study.pk}-{slugify(study.name)}.csv", header=RATINGS_CSV_HEADER,
+                         rows=ratings_export_rows(study=study), bom=_wants_bom(request))

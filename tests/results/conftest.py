@@ -8,12 +8,14 @@ from ratings.services import study_create
 from tests.factories import GenerationFactory, ImageModelFactory, PromptFactory, SweepFactory
 
 
-def make_rendered_sweep(*, n_models: int = 3, n_prompts: int = 6, text_prompts: int = 2, gpu: str = "NVIDIA H100"):
+def make_rendered_sweep(*, n_models: int = 3, n_prompts: int = 6, text_prompts: int = 2, gpu: str = "NVIDIA H100",
+                        names: list[str] | None = None):
     """Every prompt × model rendered once, with timing and VRAM like a GPU worker records them."""
     sweep = SweepFactory(seeds=[0])
-    models = [ImageModelFactory(name=f"Model {chr(65 + i)}", slug=f"model-{chr(97 + i)}-{sweep.pk}",
+    names = names or [f"Model {chr(65 + i)}" for i in range(n_models)]
+    models = [ImageModelFactory(name=names[i], slug=f"model-{chr(97 + i)}-{sweep.pk}",
                                 num_inference_steps=28, guidance_scale=3.5, width=1024, height=1024)
-              for i in range(n_models)]
+              for i in range(len(names))]
     sweep.image_models.set(models)
     prompts = []
     for j in range(n_prompts):
@@ -32,8 +34,9 @@ def make_rendered_sweep(*, n_models: int = 3, n_prompts: int = 6, text_prompts: 
 
 @pytest.fixture
 def study_factory(db):
-    def make(*, mode: str = "both", n_models: int = 3, n_prompts: int = 6, k: int = 2, gold: bool = True, **kw):
-        sweep, models, prompts = make_rendered_sweep(n_models=n_models, n_prompts=n_prompts)
+    def make(*, mode: str = "both", n_models: int = 3, n_prompts: int = 6, k: int = 2, gold: bool = True,
+             names: list[str] | None = None, **kw):
+        sweep, models, prompts = make_rendered_sweep(n_models=n_models, n_prompts=n_prompts, names=names)
         study = study_create(sweep=sweep, name=f"Study {sweep.pk}", mode=mode, ratings_per_item=k, gold_enabled=gold)
         for field, value in kw.items():
             setattr(study, field, value)

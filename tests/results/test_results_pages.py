@@ -14,6 +14,7 @@ from django.db.models import Avg, Count
 from ratings import results_selectors as rs
 from ratings.models import Rating, StudyItem, StudyStatus
 from ratings.services import panelist_create, panelist_exclude, study_close
+from ratings.results_export import RATINGS_CSV_HEADER
 from ratings.results_services import ratings_simulate
 
 pytestmark = pytest.mark.django_db
@@ -101,7 +102,7 @@ def test_export_ratings_row_count_quoting_and_bom(filled, tmp_path):
     raw = path.read_bytes()
     assert not raw.startswith(b"\xef\xbb\xbf")
     rows = _csv(raw.decode("utf-8"))
-    assert rows[0] == rs.RATINGS_CSV_HEADER
+    assert rows[0] == RATINGS_CSV_HEADER
     assert len(rows) - 1 == Rating.objects.filter(study=study).count()
     texts = {r[3] for r in rows[1:]}
     assert any('"OPEN, 0"\nsecond line ü' in t for t in texts)  # quotes, comma, newline, UTF-8 survive
@@ -138,7 +139,7 @@ def test_excluded_panelists_leave_the_table_but_stay_in_exports(filled, tmp_path
     assert after["n_ratings_excluded"] == n_victim
     path = tmp_path / "r.csv"
     call_command("export_ratings", study=study.pk, out=str(path), stderr=io.StringIO())
-    rows = [dict(zip(rs.RATINGS_CSV_HEADER, r)) for r in _csv(path.read_text("utf-8"))[1:]]
+    rows = [dict(zip(RATINGS_CSV_HEADER, r)) for r in _csv(path.read_text("utf-8"))[1:]]
     assert sum(r["excluded"] == "1" for r in rows) == n_victim
 
 

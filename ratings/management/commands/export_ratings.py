@@ -7,7 +7,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from ratings.models import Study
-from ratings.results_services import ratings_csv_export
+from ratings.results_export import ratings_csv_export, ratings_csv_write
 from ratings.services import RatingRefused
 
 
@@ -24,8 +24,6 @@ class Command(BaseCommand):
         if obj is None:
             raise CommandError(f"No study with id {study}.")
         if out == "-":
-            from ratings.results_services import ratings_csv_write
-
             ratings_csv_write(study=obj, out=self.stdout._out, bom=bom)
             return
         try:

@@ -1,0 +1,305 @@
+"""Leaderboard and export at scale: 1,000,000 ratings (5 models × 3 criteria) in a throwaway PostgreSQL DB.
+
+    python benchmarks/leaderboard_scale.py [--ratings 1000000] [--pg postgres://postgres@127.0.0.1:5432] [--keep]
+
+Creates a fresh database (evalsite_scale_<pid>), migrates it, loads the ratings with
+COPY, then measures
+
+* the leaderboard page (staff, Django test client): the first request (computes and
+  caches), then warm requests; then one new rating (invalidates) and the next request;
+* the raw ratings CSV export in a subprocess — the ``export_ratings`` command and the
+  streamed ``/studies/<id>/ratings.csv`` response — with its peak RSS (ru_maxrss),
+  next to a subprocess that only starts Django (the baseline).
+
+Prints a markdown table (benchmarks/RESULTS.md, "Leaderboard scale") and drops the DB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHILD_EXPORT_HTTP = """
+import os, sys, resource, django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalsite.settings")
+django.setup()
+from django.contrib.auth import get_user_model
+from django.test import Client
+c = Client(); c.force_login(get_user_model().objects.get(username="scale-admin"))
+r = c.get(f"/studies/{sys.argv[1]}/ratings.csv")
+rows = 0; size = 0
+for chunk in r.streaming_content:
+    size += len(chunk); rows += chunk.count(b"\\r\\n")
+print(rows - 1, size, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+CHILD_BASELINE = """
+import os, resource, django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalsite.settings")
+django.setup()
+from ratings import results_export, views_results  # noqa: F401  (what the exports import)
+from django.contrib.auth import get_user_model
+get_user_model().objects.count()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _copy(cursor, table: str, columns: list[str], lines: list[str]) -> None:
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for start in range(0, len(lines), 100_000):
+            copy.write("".join(lines[start:start + 100_000]))
+
+
+def load(*, n_ratings: int, seed: int = 0) -> tuple[int, dict]:
+    """Sweep of 5 models × 1,000 prompts, a study with 3 criteria, 2,000 panelists, ≈ n ratings."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from generation.models import Generation, GenerationStatus, ImageModel, Sweep
+    from prompts.models import Prompt, PromptSuite
+    from ratings.models import Criterion, Panelist, Study, StudyStatus
+
+    rng = np.random.default_rng(seed)
+    n_models, n_prompts, n_panelists = 5, 1000, 2000
+    suite = PromptSuite.objects.create(name="scale")
+    cats = ["Photo", "Text", "Art", "People"]
+    Prompt.objects.bulk_create(
+        Prompt(suite=suite, position=i + 1, text=f"prompt {i}, with \"quotes\" and ü", category=cats[i % 4],
+               text_sha256=f"{i:064x}")
+        for i in range(n_prompts)
+    )
+    prompts = list(Prompt.objects.filter(suite=suite).order_by("position").values_list("id", flat=True))
+    models = [ImageModel.objects.create(slug=f"scale-{i}", name=f"Scale model {i}", source=f"org/scale-{i}",
+                                        pipeline_class="FluxPipeline", num_inference_steps=28, guidance_scale=3.5)
+              for i in range(n_models)]
+    sweep = Sweep.objects.create(suite=suite, seeds=[0])
+    sweep.image_models.set(models)
+    Generation.objects.bulk_create(
+        Generation(sweep=sweep, prompt_id=p, model=m, seed=0, status=GenerationStatus.DONE, image=f"g/sc/{m.pk}-{p}.png",
+                   seconds=float(2 + mi + rng.normal(0, 0.1)), gpu_name="NVIDIA H100 80GB HBM3", device="cuda",
+                   peak_vram_allocated=(10 + mi) * 2**30, peak_vram_reserved=(12 + mi) * 2**30,
+                   public_id=f"sc{m.pk}x{p}")
+        for mi, m in enumerate(models) for p in prompts
+    )
+    gen = {(m, p): g for g, m, p in Generation.objects.filter(sweep=sweep).values_list("id", "model_id", "prompt_id")}
+    study = Study.objects.create(name="scale study", sweep=sweep, status=StudyStatus.OPEN)
+    crits = [Criterion.objects.create(study=study, key=k, name=n, question="?", order=i)
+             for i, (k, n) in enumerate([("prompt_accuracy", "Prompt accuracy"), ("photorealism", "Photorealism"),
+                                         ("text_rendering", "Text render")])]
+    Panelist.objects.bulk_create(Panelist(study=study, pseudonym=f"p{i}", token=f"scale-token-{i}",
+                                          excluded=i < 20, is_simulated=True) for i in range(n_panelists))
+    panelists = np.array(Panelist.objects.filter(study=study).order_by("id").values_list("id", flat=True))
+    User = get_user_model()
+    User.objects.filter(username="scale-admin").delete()
+    User.objects.create_superuser("scale-admin", "a@example.com", "x")
+
+    # assignments: 1 in 6 answers is a pair (6 ratings), the rest singles (3 ratings)
+    n_pairs = n_ratings // 20
+    n_singles = -(-(n_ratings - 6 * n_pairs) // 3)
+    n_assign = n_singles + n_pairs
+    model_ids = np.array([m.pk for m in models])
+    prompt_ids = np.array(prompts)
+    quality = np.array([4.5, 5.5, 6.0, 6.2, 7.5])
+    a_model = rng.integers(0, n_models, n_assign)
+    a_right = (a_model + rng.integers(1, n_models, n_assign)) % n_models
+    a_prompt = rng.integers(0, n_prompts, n_assign)
+    a_panelist = panelists[rng.integers(0, n_panelists, n_assign)]
+    is_pair = np.zeros(n_assign, bool)
+    is_pair[n_singles:] = True
+    is_gold = (~is_pair) & (rng.random(n_assign) < 0.02)
+    now = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+    ts = now.isoformat()
+    exp = (now + timedelta(minutes=15)).isoformat()
+    a_lines = []
+    for i in range(n_assign):
+        left = gen[(int(model_ids[a_model[i]]), int(prompt_ids[a_prompt[i]]))]
+        right = gen[(int(model_ids[a_right[i]]), int(prompt_ids[a_prompt[i]]))] if is_pair[i] else "\\N"
+        a_lines.append(f"{i + 1}\t{study.pk}\t{a_panelist[i]}\t\\N\t{'pair' if is_pair[i] else 'single'}\t{left}\t"
+                       f"{right}\t{prompt_ids[a_prompt[i]]}\t{'t' if is_gold[i] else 'f'}\tdone\t\t{ts}\t{exp}\t{ts}\t"
+                       f"{int(rng.integers(2000, 30000))}\n")
+    r_lines = []
+    rid = 0
+    offsets = rng.normal(0, 0.7, panelists.max() + 1)
+    prompt_difficulty = rng.normal(0, 0.8, n_prompts)
+    for i in range(n_assign):
+        images = [(a_model[i], "single")] if not is_pair[i] else [(a_model[i], "left"), (a_right[i], "right")]
+        for m, side in images:
+            g = gen[(int(model_ids[m]), int(prompt_ids[a_prompt[i]]))]
+            for c in crits:
+                rid += 1
+                s = int(np.clip(round(quality[m] - prompt_difficulty[a_prompt[i]] + offsets[a_panelist[i]]
+                                      + rng.normal()), 1, 10))
+                r_lines.append(f"{rid}\t{i + 1}\t{g}\t{c.pk}\t{a_panelist[i]}\t{study.pk}\t{s}\t{side}\tt\t{ts}\n")
+    with connection.cursor() as django_cursor:
+        raw = django_cursor.cursor
+        _copy(raw, "ratings_assignment", ["id", "study_id", "panelist_id", "item_id", "kind", "left_id", "right_id",
+                                          "shown_prompt_id", "is_gold", "status", "skip_reason", "created_at",
+                                          "expires_at", "answered_at", "elapsed_ms"], a_lines)
+        _copy(raw, "ratings_rating", ["id", "assignment_id", "generation_id", "criterion_id", "panelist_id",
+                                      "study_id", "score", "side", "is_simulated", "created_at"], r_lines)
+        for table in ("ratings_assignment", "ratings_rating"):
+            raw.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        raw.execute("ANALYZE")
+    return study.pk, {"assignments": n_assign, "ratings": rid, "pairs": n_pairs}
+
+
+def _child_env(db_url: str) -> dict:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = db_url
+    env["PYTHONPATH"] = str(ROOT)
+    env["DJANGO_SETTINGS_MODULE"] = "evalsite.settings"
+    return env
+
+
+# Linux keeps a process's peak RSS across fork+exec, so a child forked from this (large) process
+# would report our size. A small launcher forks the measured process instead and reports its
+# RUSAGE_CHILDREN peak: that is the measured process alone.
+LAUNCHER = """
+import resource, subprocess, sys
+p = subprocess.run(sys.argv[1:], capture_output=True)
+sys.stdout.buffer.write(p.stdout); sys.stderr.buffer.write(p.stderr)
+print("MAXRSS", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
+sys.exit(p.returncode)
+"""
+
+
+def _run_child(args: list[str], env: dict) -> tuple[str, float, int]:
+    """Run a command; return its stdout, wall seconds and its peak RSS in KiB."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", LAUNCHER, *args], env=env, cwd=ROOT, capture_output=True)
+    wall = time.perf_counter() - start
+    err = proc.stderr.decode()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{args} failed: {err[-2000:]}")
+    maxrss = int(err.strip().splitlines()[-1].split()[1])
+    return proc.stdout.decode(), wall, maxrss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ratings", type=int, default=1_000_000)
+    parser.add_argument("--pg", default=os.environ.get("SCALE_PG", "postgres://postgres@127.0.0.1:5432"))
+    parser.add_argument("--keep", action="store_true", help="keep the database (prints its URL)")
+    args = parser.parse_args()
+
+    import psycopg
+
+    db_name = f"evalsite_scale_{os.getpid()}"
+    admin_url = f"{args.pg}/postgres"
+    db_url = f"{args.pg}/{db_name}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    os.environ["DATABASE_URL"] = db_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalsite.settings")
+    results: list[tuple[str, str]] = []
+    try:
+        import django
+
+        django.setup()
+        from django.contrib.auth import get_user_model
+        from django.core.management import call_command
+        from django.db import connection
+        from django.test import Client
+
+        from ratings.models import Rating
+
+        call_command("migrate", verbosity=0)
+        start = time.perf_counter()
+        study_id, counts = load(n_ratings=args.ratings)
+        load_s = time.perf_counter() - start
+        results.append(("ratings loaded (COPY)", f"{counts['ratings']:,} ({counts['assignments']:,} answers, "
+                                                 f"{counts['pairs']:,} pairs) in {load_s:.1f} s"))
+
+        client = Client()
+        client.force_login(get_user_model().objects.get(username="scale-admin"))
+        url = f"/studies/{study_id}/leaderboard/"
+        start = time.perf_counter()
+        resp = client.get(url)
+        cold = time.perf_counter() - start
+        assert resp.status_code == 200, resp.status_code
+        warm = []
+        for _ in range(7):
+            start = time.perf_counter()
+            resp = client.get(url)
+            warm.append(time.perf_counter() - start)
+            assert resp.status_code == 200
+        results.append(("leaderboard page, first request (computes + caches)", f"{cold:.2f} s"))
+        results.append(("leaderboard page, cached (median / max of 7)",
+                        f"**{statistics.median(warm) * 1000:.0f} ms** / {max(warm) * 1000:.0f} ms"))
+        # a new rating (a fresh answer) invalidates the cache
+        from ratings.models import Assignment
+
+        a = Assignment.objects.filter(study_id=study_id, kind="single", is_gold=False).first()
+        new_a = Assignment.objects.create(study_id=study_id, panelist_id=a.panelist_id, kind="single",
+                                          left_id=a.left_id, shown_prompt_id=a.shown_prompt_id, status="done",
+                                          expires_at=a.expires_at)
+        crit = Rating.objects.filter(assignment=a).values_list("criterion_id", flat=True).first()
+        Rating.objects.create(assignment=new_a, generation_id=a.left_id, criterion_id=crit, panelist_id=a.panelist_id,
+                              study_id=study_id, score=7, is_simulated=True)
+        start = time.perf_counter()
+        resp = client.get(url)
+        results.append(("after one new rating: recompute", f"{time.perf_counter() - start:.2f} s"))
+        start = time.perf_counter()
+        client.get(url)
+        results.append(("... then cached again", f"{(time.perf_counter() - start) * 1000:.0f} ms"))
+        n_total = Rating.objects.filter(study_id=study_id).count()
+        connection.close()
+
+        env = _child_env(db_url)
+        base_out, _, base_rss = _run_child([sys.executable, "-c", CHILD_BASELINE], env)
+        results.append(("baseline: a process that starts Django and imports the export (peak RSS)",
+                        f"{base_rss / 1024:.0f} MB"))
+        with tempfile.TemporaryDirectory() as tmp:
+            out_path = Path(tmp) / "ratings.csv"
+            _, wall, rss = _run_child([sys.executable, str(ROOT / "manage.py"), "export_ratings", "--study",
+                                       str(study_id), "--out", str(out_path)], env)
+            with out_path.open(newline="", encoding="utf-8") as fh:
+                import csv
+
+                rows = sum(1 for _ in csv.reader(fh)) - 1
+            size = out_path.stat().st_size
+        results.append(("`export_ratings` (command): rows / ratings",
+                        f"{rows:,} / {n_total:,} ({'equal' if rows == n_total else 'DIFFERENT'}), "
+                        f"{size / 2**20:.0f} MiB in {wall:.1f} s"))
+        results.append(("`export_ratings` peak RSS (ru_maxrss)", f"**{rss / 1024:.0f} MB**"))
+        out, wall, rss = _run_child([sys.executable, "-c", CHILD_EXPORT_HTTP, str(study_id)], env)
+        http_rows, http_size, _ = (int(x) for x in out.split())
+        results.append(("`/ratings.csv` streamed (HTTP): rows",
+                        f"{http_rows:,} ({'equal' if http_rows == n_total else 'DIFFERENT'}), "
+                        f"{http_size / 2**20:.0f} MiB in {wall:.1f} s"))
+        results.append(("`/ratings.csv` peak RSS (ru_maxrss)", f"**{rss / 1024:.0f} MB**"))
+    finally:
+        try:
+            from django.db import connections
+
+            connections.close_all()
+        except Exception:  # noqa: BLE001 - Django may not have started
+            pass
+        if args.keep:
+            print(f"kept {db_url}")
+        else:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+    buf = io.StringIO()
+    buf.write("| measure | value |\n|---|---|\n")
+    for k, v in results:
+        buf.write(f"| {k} | {v} |\n")
+    print(buf.getvalue())
+    print(f"host: {os.cpu_count()} CPUs visible; self peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

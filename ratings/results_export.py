@@ -1,0 +1,90 @@
+"""Raw ratings CSV: one row per score, streamed with constant memory (RFC 4180, UTF-8, optional BOM).
+
+Kept apart from the statistics on purpose: exporting needs only Django and the csv module,
+so an export process does not load numpy/scipy.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO
+
+from .models import AssignmentKind, Rating, Side, Study
+from .services import StudySetupError
+
+RATINGS_CSV_HEADER = [
+    "study", "rating_id", "prompt_id", "prompt", "category", "model", "model_slug", "seed", "criterion", "score",
+    "mode", "side", "pair_partner_model", "panelist", "gold", "excluded", "simulated", "timestamp", "elapsed_ms",
+]
+
+
+def ratings_export_rows(*, study: Study, chunk_size: int = 2000) -> Iterator[list]:
+    """Raw ratings, one row per score, streamed from a server-side cursor (constant memory)."""
+    qs = (
+        Rating.objects.filter(study=study)
+        .order_by("id")
+        .values_list(
+            "id", "generation__prompt_id", "generation__prompt__text", "generation__prompt__category",
+            "generation__model__name", "generation__model__slug", "generation__seed", "criterion__key", "score",
+            "assignment__kind", "side", "assignment__left__model__name", "assignment__right__model__name",
+            "panelist__pseudonym", "assignment__is_gold", "panelist__excluded", "is_simulated", "created_at",
+            "assignment__elapsed_ms",
+        )
+    )
+    for (rid, pid, text, cat, model, slug, seed, crit, score, kind, side, left_model, right_model, pseudonym,
+         gold, excluded, simulated, created, elapsed) in qs.iterator(chunk_size=chunk_size):
+        partner = right_model if side == Side.LEFT else left_model if side == Side.RIGHT else ""
+        yield [
+            study.pk, rid, pid, text, cat, model, slug, seed, crit, score,
+            "pair" if kind == AssignmentKind.PAIR else "single", side, partner or "", pseudonym,
+            int(bool(gold)), int(bool(excluded)), int(bool(simulated)),
+            created.isoformat(timespec="seconds") if created else "", "" if elapsed is None else elapsed,
+        ]
+
+
+
+class _Echo:
+    """A write-only file for csv.writer: each row comes back as a string to stream."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_stream(header: list[str], rows: Iterable[list], *, bom: bool = False) -> Iterator[str]:
+    """CSV text row by row (RFC 4180 quoting, CRLF line ends), for a StreamingHttpResponse."""
+    writer = csv.writer(_Echo())
+    if bom:
+        yield "\ufeff"
+    yield writer.writerow(header)
+    for row in rows:
+        yield writer.writerow(row)
+
+
+def ratings_csv_write(*, study: Study, out: IO[str], bom: bool = False) -> int:
+    """Write the raw ratings CSV to an open text file; returns the number of data rows."""
+    if bom:
+        out.write("\ufeff")
+    writer = csv.writer(out)
+    writer.writerow(RATINGS_CSV_HEADER)
+    n = 0
+    for row in ratings_export_rows(study=study):
+        writer.writerow(row)
+        n += 1
+    return n
+
+
+def ratings_csv_export(*, study: Study, path: Path, bom: bool = False) -> int:
+    """Export to a file, written next to the target and renamed, so a failed export leaves nothing half-written."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise StudySetupError(f"{path.parent} does not exist.")
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            n = ratings_csv_write(study=study, out=fh, bom=bom)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n

@@ -1,0 +1,68 @@
+"""The leaderboard in a real browser (Debian's Chromium via Playwright) against live_server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from ratings.results_services import ratings_simulate
+from ratings.services import panelist_create, study_close
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SCREENSHOT = Path(settings.BASE_DIR) / "docs" / "screenshots" / "leaderboard.png"
+NAMES = ["FLUX.1 [dev]", "Stable Diffusion 3.5 Large", "Z-Image Turbo"]
+
+
+def test_leaderboard_for_staff_and_hidden_from_panelists_until_published(page, live_server, study_factory):
+    study, models, _ = study_factory(mode="both", n_prompts=6, k=2, names=NAMES)
+    ratings_simulate(study=study, panelists=12, seed=7)
+    study.refresh_from_db()
+    panelist = panelist_create(study=study)
+
+    # a panelist, while the study is open: no results, no model names, on either URL
+    page.goto(f"{live_server.url}/r/{panelist.token}/results/")
+    body = page.locator("body").inner_text()
+    assert "not published yet" in body
+    assert not any(name in page.content() for name in NAMES)
+    page.goto(f"{live_server.url}/studies/{study.pk}/leaderboard/")
+    assert "/admin/login/" in page.url
+    assert not any(name in page.content() for name in NAMES)
+
+    # staff, through the real admin login form
+    get_user_model().objects.create_superuser("boss", "boss@example.com", "a-long-password-42")
+    page.fill("#id_username", "boss")
+    page.fill("#id_password", "a-long-password-42")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"**/studies/{study.pk}/leaderboard/")
+    table = page.locator("#leaderboard")
+    assert table.locator("tbody tr").count() == len(NAMES)
+    for name in NAMES:
+        assert table.get_by_text(name, exact=True).count() == 1
+    headers = table.locator("thead th").all_inner_texts()
+    assert headers[0] == "Model" and "Avg speed" in headers[1] and "Peak VRAM" in headers[-1]
+    assert any("Prompt accuracy" in h for h in headers) and any("Photorealism" in h for h in headers)
+    first_cell = table.locator("tbody tr").first.locator("td").nth(1).inner_text()
+    assert "[" in first_cell and "n=" in first_cell  # mean [CI] and n
+    charts = page.locator("svg.chart")
+    assert charts.count() == 3
+    assert charts.first.locator("circle.dot").count() == len(NAMES)
+    assert page.get_by_role("heading", name="Side-by-side pairs").is_visible()
+    assert page.locator("#position-bias").is_visible()
+    assert "Simulated:" in page.locator(".banner").inner_text()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    # published after closing: the panelist's link shows the table
+    study_close(study=study)
+    study.results_public = True
+    study.save(update_fields=["results_public"])
+    panelist_page = page.context.browser.new_page()
+    panelist_page.goto(f"{live_server.url}/r/{panelist.token}/results/")
+    assert panelist_page.locator("#leaderboard tbody tr").count() == len(NAMES)
+    assert "Lowest agreement" not in panelist_page.content()
+    panelist_page.close()
