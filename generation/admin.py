@@ -28,7 +28,17 @@ class ImageModelAdmin(admin.ModelAdmin):
 class SweepAdmin(admin.ModelAdmin):
     list_display = ("__str__", "suite", "status", "created_at", "finished_at")
     list_filter = ("status",)
-    readonly_fields = ("status", "started_at", "finished_at")
+    readonly_fields = ("status", "started_at", "finished_at", "progress_link")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # sweeps start from /sweeps/new/ or run_sweep, which create the rows and enqueue
+
+    @admin.display(description="Progress")
+    def progress_link(self, obj):
+        from django.urls import reverse
+        from django.utils.html import format_html
+
+        return format_html('<a href="{}">sweep progress</a>', reverse("generation:sweep_detail", args=[obj.pk]))
     filter_horizontal = ("image_models",)
 
 

@@ -92,10 +92,13 @@ def _wait_for(predicate, *, timeout: float, what: str, log: Path | None = None):
 @pytest.fixture
 def service_env(transactional_db, settings):
     """Environment for a worker that shares this test's PostgreSQL test database, Redis db and media."""
-    import redis
     from django.db import connection
 
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()  # our own Redis db: no stale chunks
+    from evalsite.celery import app
+
+    with app.connection_for_write() as conn:  # no chunk left over from an earlier run (ids are reused)
+        conn.default_channel.queue_declare(queue="gpu", durable=True, auto_delete=False)
+        conn.default_channel.queue_purge("gpu")
     db = connection.settings_dict
     url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     env = {**os.environ, **WORKER_ENV, "DATABASE_URL": url, "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
