@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, F, Q, Sum
 from django.urls import reverse
 
@@ -91,33 +92,44 @@ def study_share_url(*, study: Study) -> str:
     return settings.SITE_URL + reverse("ratings:panelist_home", kwargs={"token": study.share_token})
 
 
-def panelist_progress(*, panelist: Panelist) -> dict:
+def panelist_progress(*, panelist: Panelist, current: Assignment | None = None) -> dict:
     """n of m: items answered (or skipped) and how many this panelist can be given in all.
 
     m is the quota when the study sets one, else (or if smaller) what is left for them: free
     items without an image they have seen, at most their unseen images / images per item.
+    Reuses what assignment_next just read about the panelist when it ran in this request.
     """
-    rows = list(Assignment.objects.filter(panelist=panelist).values_list("left_id", "right_id", "status"))
-    answered = sum(1 for *_, status in rows if status in (AssignmentStatus.DONE, AssignmentStatus.SKIPPED))
-    open_now = sum(1 for *_, status in rows if status == AssignmentStatus.OPEN)
-    seen = {g for left, right, _ in rows for g in (left, right) if g is not None}
+    history = panelist.__dict__.get("_history")
+    if history is not None:
+        seen, answered, open_now = history.seen, history.answered, int(current is not None)
+    else:
+        rows = list(Assignment.objects.filter(panelist=panelist).values_list("left_id", "right_id", "status"))
+        answered = sum(1 for *_, status in rows if status in (AssignmentStatus.DONE, AssignmentStatus.SKIPPED))
+        open_now = sum(1 for *_, status in rows if status == AssignmentStatus.OPEN)
+        seen = {g for left, right, _ in rows for g in (left, right) if g is not None}
     study = panelist.study
     free = StudyItem.objects.filter(study_id=study.pk, n_assigned__lt=F("target"))
     if seen:
         free = free.exclude(first_id__in=seen).exclude(second_id__in=seen)
     left = free.count()
     if left:
-        unseen = (
-            Generation.objects.filter(sweep_id=study.sweep_id, status=GenerationStatus.DONE)
-            .exclude(pk__in=seen).count()
-        )
         per_item = 1 if study.mode != "pair" else 2
-        left = min(left, unseen // per_item)
+        left = min(left, max(sweep_done_count(sweep_id=study.sweep_id) - len(seen), 0) // per_item)
     total = answered + open_now + left
     if study.items_per_panelist:
         total = min(total, study.items_per_panelist)
     total = max(total, answered + open_now, 1)
     return {"n": min(answered + 1, total), "answered": answered, "m": total}
+
+
+def sweep_done_count(*, sweep_id: int) -> int:
+    """Rendered images of a sweep; cached briefly per process (it only grows, and m is a guide)."""
+    key = f"ratings:sweep_done:{sweep_id}"
+    count = cache.get(key)
+    if count is None:
+        count = Generation.objects.filter(sweep_id=sweep_id, status=GenerationStatus.DONE).count()
+        cache.set(key, count, timeout=30)
+    return count
 
 
 # --- assignment display ---------------------------------------------------------

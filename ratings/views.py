@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
 from .forms import CriterionForm, ExcludeForm, StudyCreateForm
-from .models import Assignment, AssignmentKind, Criterion, Panelist, Study, StudyStatus
+from .models import Assignment, AssignmentKind, Panelist, Study, StudyStatus
 from .services import RatingRefused
 
 SESSION_PANELISTS = "ratings_panelists"  # {study_id: panelist token} for shared-link visitors
@@ -64,7 +64,8 @@ def _item_context(*, panelist: Panelist, assignment: Assignment | None, chosen: 
                   error: str = "") -> dict:
     """What the rating page shows: images by side, the prompt, one 1-10 scale per criterion."""
     ctx = {"panelist": panelist, "study": panelist.study, "token": panelist.token, "assignment": assignment,
-           "error": error, "skip_reasons": SKIP_REASONS, "progress": selectors.panelist_progress(panelist=panelist),
+           "error": error, "skip_reasons": SKIP_REASONS,
+           "progress": selectors.panelist_progress(panelist=panelist, current=assignment),
            "canvas": (panelist.study.sweep.canvas_width, panelist.study.sweep.canvas_height)}
     if assignment is None:
         return ctx
@@ -150,22 +151,14 @@ def panelist_start(request: HttpRequest, token: str) -> HttpResponse:
     return redirect("ratings:panelist_home", token=panelist.token)
 
 
-def _scores_from_post(request: HttpRequest, *, assignment: Assignment, criteria: dict[str, Criterion]) -> dict:
-    sides = {"single": assignment.left_id} if assignment.kind == AssignmentKind.SINGLE else {
-        "left": assignment.left_id, "right": assignment.right_id}
-    scores: dict[tuple[int, int], str] = {}
+def _answers_from_post(request: HttpRequest) -> dict[tuple[str, str], str]:
+    """Scores as the page names them: "<side>-<criterion key>" (never an image id)."""
+    answers = {}
     for name, value in request.POST.items():
         match = FIELD.fullmatch(name)
-        if not match:
-            continue
-        side, key = match.groups()
-        if side not in sides:
-            raise services.NotAssigned("That image is not part of this item.")
-        criterion = criteria.get(key)
-        if criterion is None:
-            raise services.InvalidScores(f"{key!r} is not a criterion of this study.")
-        scores[(sides[side], criterion.pk)] = value
-    return scores
+        if match:
+            answers[match.groups()] = value
+    return answers
 
 
 def _elapsed(request: HttpRequest) -> int | None:
@@ -178,15 +171,11 @@ def _elapsed(request: HttpRequest) -> int | None:
 def assignment_answer(request: HttpRequest, token: str, assignment_id: int) -> HttpResponse:
     """Save the scores of one item and answer with the next one (an htmx swap, no page reload)."""
     panelist = _panelist_or_404(token)
-    assignment = selectors.assignment_for_panelist(panelist=panelist, assignment_id=assignment_id)
     try:
-        if assignment is None:
-            raise services.NotAssigned("This item is not assigned to you.")
-        criteria = {c.key: c for c in selectors.study_criteria(study=panelist.study)}
-        scores = _scores_from_post(request, assignment=assignment, criteria=criteria)
-        services.assignment_submit(assignment_id=assignment.pk, panelist=panelist, scores=scores,
-                                   elapsed_ms=_elapsed(request))
+        services.assignment_submit_sides(assignment_id=assignment_id, panelist=panelist,
+                                         answers=_answers_from_post(request), elapsed_ms=_elapsed(request))
     except services.InvalidScores as error:
+        assignment = selectors.assignment_for_panelist(panelist=panelist, assignment_id=assignment_id)
         return _render_item(request, panelist, assignment, chosen=request.POST.dict(), error=error.message,
                             status=error.status_code)
     except (services.AlreadyAnswered, services.ItemExpired) as error:

@@ -7,6 +7,7 @@ from .assignments import (
     assignment_next,
     assignment_skip,
     assignment_submit,
+    assignment_submit_sides,
     assignments_expire,
     assignments_release_for_panelist,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "assignment_next",
     "assignment_skip",
     "assignment_submit",
+    "assignment_submit_sides",
     "assignments_expire",
     "assignments_release_for_panelist",
     "criterion_save",

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
@@ -42,6 +44,8 @@ from .panelists import panelist_check
 LOCK_POOL = 12
 ACTIVE_POOL = 200
 SKIP_REASON_MAX = 200
+EXPIRE_EVERY_S = 5
+FILL_CACHE_S = 3
 
 _rng = random.SystemRandom()
 
@@ -89,23 +93,33 @@ def assignments_release_for_panelist(*, panelist: Panelist) -> None:
             _release_items([r[1] for r in rows])
 
 
-def _seen_and_last(*, panelist: Panelist) -> tuple[set[int], int | None, int]:
-    """Every image this panelist was ever given, the prompt shown last, and items answered."""
-    seen: set[int] = set()
-    last_prompt = None
-    answered = 0
-    rows = Assignment.objects.filter(panelist=panelist).order_by("-created_at", "-id").values_list(
-        "left_id", "right_id", "shown_prompt_id", "status"
+@dataclass
+class History:
+    """What one query tells about a panelist: images given so far, last prompt, answered, open item."""
+
+    seen: set[int]
+    last_prompt: int | None
+    answered: int
+    open_id: int | None
+    open_expires: datetime | None
+
+
+def _history(*, panelist: Panelist) -> History:
+    history = History(set(), None, 0, None, None)
+    rows = Assignment.objects.filter(panelist=panelist).order_by("-id").values_list(
+        "id", "left_id", "right_id", "shown_prompt_id", "status", "expires_at"
     )
-    for left, right, shown, status in rows:
-        if last_prompt is None:
-            last_prompt = shown
-        seen.add(left)
+    for pk, left, right, shown, status, expires in rows:
+        if history.last_prompt is None:
+            history.last_prompt = shown
+        history.seen.add(left)
         if right is not None:
-            seen.add(right)
+            history.seen.add(right)
         if status in (AssignmentStatus.DONE, AssignmentStatus.SKIPPED):
-            answered += 1
-    return seen, last_prompt, answered
+            history.answered += 1
+        elif status == AssignmentStatus.OPEN and history.open_id is None:
+            history.open_id, history.open_expires = pk, expires
+    return history
 
 
 def _free_items(*, study: Study, seen: set[int], last_prompt: int | None):
@@ -122,15 +136,24 @@ def _pick_balanced(*, study: Study, locked: list[StudyItem]) -> StudyItem:
     level = min(i.n_assigned for i in locked)
     tied = [i for i in locked if i.n_assigned == level]
     if len({(i.kind, i.model_pair) for i in tied}) > 1:
-        fill = {
-            (r["kind"], r["model_pair"]): (r["a"] or 0) / r["t"] if r["t"] else 1.0
-            for r in StudyItem.objects.filter(study=study)
-            .values("kind", "model_pair")
-            .annotate(a=Sum("n_assigned"), t=Sum("target"))
-            .order_by()
-        }
+        key = f"ratings:fill:{study.pk}"
+        sums = cache.get(key)
+        if sums is None:  # kept per process for a few seconds and updated by its own picks
+            sums = {
+                (r["kind"], r["model_pair"]): [r["a"] or 0, r["t"] or 0]
+                for r in StudyItem.objects.filter(study=study)
+                .values("kind", "model_pair")
+                .annotate(a=Sum("n_assigned"), t=Sum("target"))
+                .order_by()
+            }
+        fill = {k: (a / t if t else 1.0) for k, (a, t) in sums.items()}
         lowest = min(fill.get((i.kind, i.model_pair), 0.0) for i in tied)
         tied = [i for i in tied if fill.get((i.kind, i.model_pair), 0.0) == lowest]
+        chosen = _rng.choice(tied)
+        if (chosen.kind, chosen.model_pair) in sums:
+            sums[(chosen.kind, chosen.model_pair)][0] += 1
+        cache.set(key, sums, timeout=FILL_CACHE_S)
+        return chosen
     return _rng.choice(tied)
 
 
@@ -197,15 +220,27 @@ def _wants_gold(*, study: Study, criteria: list[Criterion]) -> bool:
     return _rng.random() < study.gold_share
 
 
+def _expiry_due(*, study: Study, now: datetime) -> bool:
+    """Others' timed-out items go back to the pool; looking every few seconds (per process) is plenty."""
+    key = f"ratings:expired_at:{study.pk}"
+    last = cache.get(key)
+    if last is not None and 0 <= now.timestamp() - last < EXPIRE_EVERY_S:
+        return False
+    cache.set(key, now.timestamp(), timeout=3600)
+    return True
+
+
 def _take(*, panelist: Panelist, now: datetime) -> Assignment | None:
     study = panelist.study
-    current = (
-        Assignment.objects.filter(panelist=panelist, status=AssignmentStatus.OPEN).order_by("-id").first()
-    )
-    if current is not None and current.expires_at > now:
-        return current
-    assignments_expire(study=study, now=now)
-    seen, last_prompt, answered = _seen_and_last(panelist=panelist)
+    history = _history(panelist=panelist)
+    panelist.__dict__["_history"] = history  # the page's progress line reads it: no second query
+    if history.open_id is not None:
+        if history.open_expires > now:
+            return Assignment.objects.get(pk=history.open_id)
+        assignments_expire(study=study, now=now)
+    elif _expiry_due(study=study, now=now):
+        assignments_expire(study=study, now=now)
+    seen, last_prompt, answered = history.seen, history.last_prompt, history.answered
     if study.items_per_panelist and answered >= study.items_per_panelist:
         return None
     free = _free_items(study=study, seen=seen, last_prompt=last_prompt)
@@ -227,11 +262,13 @@ def _take(*, panelist: Panelist, now: datetime) -> Assignment | None:
     if _wants_gold(study=study, criteria=criteria):
         gold = _gold_assignment(study=study, panelist=panelist, seen=seen, last_prompt=last_prompt, now=now)
         if gold is not None:
+            seen.add(gold.left_id)
             return gold
     StudyItem.objects.filter(pk=item.pk).update(n_assigned=F("n_assigned") + 1)
     left, right = item.first_id, item.second_id
     if item.kind == AssignmentKind.PAIR and _rng.random() < 0.5:
         left, right = right, left
+    seen.update(g for g in (left, right) if g is not None)
     return Assignment.objects.create(
         study=study, panelist=panelist, item=item, kind=item.kind, left_id=left, right_id=right,
         shown_prompt_id=item.prompt_id, expires_at=expires,
@@ -275,7 +312,7 @@ def _expected_cells(*, assignment: Assignment, criteria: list[Criterion]) -> dic
 
 
 def _validate_scores(*, scores: dict, expected: dict[tuple[int, int], str], study: Study,
-                     assignment: Assignment, criteria: list[Criterion]) -> dict[tuple[int, int], int]:
+                     criteria: list[Criterion]) -> dict[tuple[int, int], int]:
     if not isinstance(scores, dict) or not scores:
         raise InvalidScores("No scores were sent. Please score every criterion.")
     gens = {g for g, _ in expected}
@@ -316,7 +353,48 @@ def assignment_submit(
     elapsed_ms: int | None = None,
     now: datetime | None = None,
 ) -> list[Rating]:
-    """Save one answer: every applicable criterion for every image of the item, all or nothing."""
+    """Save one answer: every applicable criterion for every image of the item, all or nothing.
+
+    ``scores`` maps (generation id, criterion id) to a whole number from 1 to 10.
+    """
+    return _submit(assignment_id=assignment_id, panelist=panelist, to_scores=lambda _a: scores,
+                   elapsed_ms=elapsed_ms, now=now)
+
+
+def assignment_submit_sides(
+    *,
+    assignment_id: int,
+    panelist: Panelist,
+    answers: dict[tuple[str, str], object],
+    elapsed_ms: int | None = None,
+    now: datetime | None = None,
+) -> list[Rating]:
+    """As assignment_submit, with scores keyed the way the page sends them: (side, criterion key).
+
+    The page never names images by id (ids are sequential per model, so they would leak
+    which images share a model); the side is resolved here, under the row lock.
+    """
+
+    def to_scores(assignment: Assignment) -> dict[tuple[int, int], object]:
+        sides = {Side.SINGLE: assignment.left_id} if assignment.kind == AssignmentKind.SINGLE else {
+            Side.LEFT: assignment.left_id, Side.RIGHT: assignment.right_id}
+        by_key = {c.key: c for c in study_criteria(study=panelist.study)}
+        out = {}
+        for (side, key), value in answers.items():
+            if side not in sides:
+                raise NotAssigned("That image is not part of this item.")
+            criterion = by_key.get(key)
+            if criterion is None:
+                raise InvalidScores(f"{key!r} is not a criterion of this study.")
+            out[(sides[side], criterion.pk)] = value
+        return out
+
+    return _submit(assignment_id=assignment_id, panelist=panelist, to_scores=to_scores,
+                   elapsed_ms=elapsed_ms, now=now)
+
+
+def _submit(*, assignment_id: int, panelist: Panelist, to_scores, elapsed_ms: int | None,
+            now: datetime | None) -> list[Rating]:
     now = now or timezone.now()
     panelist_check(panelist=panelist)
     study = panelist.study  # the assignment's study: a panelist belongs to one study
@@ -339,10 +417,10 @@ def assignment_submit(
                 f"This item timed out after {study.assignment_timeout_minutes} minutes and went "
                 "back to the pool; here is a new one."
             )
+        scores = to_scores(assignment)
         criteria = criteria_for_prompt(study=study, prompt=assignment.shown_prompt)
         expected = _expected_cells(assignment=assignment, criteria=criteria)
-        clean = _validate_scores(scores=scores, expected=expected, study=study,
-                                 assignment=assignment, criteria=criteria)
+        clean = _validate_scores(scores=scores, expected=expected, study=study, criteria=criteria)
         if elapsed_ms is None or elapsed_ms < 0:
             elapsed_ms = int((now - assignment.created_at).total_seconds() * 1000)
         ratings = [
@@ -396,6 +474,7 @@ __all__ = [
     "assignment_next",
     "assignment_skip",
     "assignment_submit",
+    "assignment_submit_sides",
     "assignments_expire",
     "assignments_release_for_panelist",
 ]

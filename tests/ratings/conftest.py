@@ -39,3 +39,13 @@ def browser_type_launch_args():
 def allow_sync_orm_in_browser_tests(monkeypatch):
     """Playwright's sync API runs an event loop in this thread; the ORM calls around it are still sync."""
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """The assignment service keeps a few per-process hints in the cache; tests start clean."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -21,13 +21,13 @@ def test_submit_and_next_query_budget(client, django_assert_max_num_queries, n_p
     services.study_open(study=study)
     panelist = services.panelist_create(study=study)
     services.panelist_consent(panelist=panelist)
-    with django_assert_max_num_queries(18):
+    with django_assert_max_num_queries(16):
         html = client.get(f"/r/{panelist.token}/").content.decode()
     for _ in range(3):
         action = re.search(r'hx-post="(/r/[^"]+/a/\d+/)"', html).group(1)
         # Savepoints count here (the test runs inside a transaction); in production they are
-        # BEGIN/COMMIT of the outermost block: about 20 statements per submit + next.
-        with django_assert_max_num_queries(28):
+        # BEGIN/COMMIT of the outermost block: about 13 statements per submit + next.
+        with django_assert_max_num_queries(20):
             response = client.post(action, {n: "5" for n in set(FIELD.findall(html))}, headers={"HX-Request": "true"})
         assert response.status_code == 200
         html = response.content.decode()
