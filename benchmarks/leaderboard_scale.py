@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +120,7 @@ def load(*, n_ratings: int, seed: int = 0) -> tuple[int, dict]:
     is_pair = np.zeros(n_assign, bool)
     is_pair[n_singles:] = True
     is_gold = (~is_pair) & (rng.random(n_assign) < 0.02)
-    now = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 25, 12, tzinfo=UTC)
     ts = now.isoformat()
     exp = (now + timedelta(minutes=15)).isoformat()
     a_lines = []

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +23,8 @@ from django.utils import timezone
 from generation.models import Generation, GenerationStatus, ImageModel
 from prompts.models import Prompt
 
-from .selectors import GOLD_FAIL_SCORE, GOLD_FLAG_BELOW, PROMPT_ACCURACY_KEY
 from .models import Criterion, Panelist, Rating, Side, Study, StudyStatus
+from .selectors import GOLD_FAIL_SCORE, GOLD_FLAG_BELOW, PROMPT_ACCURACY_KEY
 
 CACHE_SECONDS = 7 * 24 * 3600
 N_RESAMPLES = 2000
@@ -61,7 +60,7 @@ class RatingArrays:
     excluded: np.ndarray
     simulated: np.ndarray
 
-    def take(self, mask: np.ndarray) -> "RatingArrays":
+    def take(self, mask: np.ndarray) -> RatingArrays:
         return RatingArrays(**{k: v[mask] for k, v in self.__dict__.items()})
 
     def __len__(self) -> int:
@@ -338,8 +337,8 @@ def _rater_summary(*, all_ratings: RatingArrays, a: RatingArrays, criteria: list
         pids, r_of = _dense(a.panelist)
         _, item_of = _dense(a.generation * 1_000_003 + a.criterion)
         q = stats.rater_quality(scores=a.score, rater=r_of, item=item_of, n_raters=len(pids))
-        corr_by_panelist = {int(p): float(c) for p, c in zip(pids.tolist(), q.consensus_r) if not math.isnan(c)}
-    counts = dict(zip(*np.unique(all_ratings.panelist, return_counts=True))) if len(all_ratings) else {}
+        corr_by_panelist = {int(p): float(c) for p, c in zip(pids.tolist(), q.consensus_r, strict=True) if not math.isnan(c)}
+    counts = dict(zip(*np.unique(all_ratings.panelist, return_counts=True), strict=True)) if len(all_ratings) else {}
     rows = []
     for pid, pseudonym, excluded, simulated in panelists:
         n_gold = int(gold_n[pid]) if pid < gold_n.size else 0

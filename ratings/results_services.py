@@ -107,7 +107,7 @@ def ratings_simulate(*, study: Study, panelists: int = 20, seed: int = 0, max_it
         opened = True
     truth = _Truth(seed=seed)
     panel = []
-    for i in range(panelists):
+    for _i in range(panelists):
         p = panelist_create(study=study, pseudonym=f"sim-{secrets.token_hex(4)}", is_simulated=True)
         panel.append((p, truth.rater()))
     n_assignments = n_ratings = 0

@@ -86,11 +86,11 @@ class MeanTable:
 def model_means(
     *,
     scores,
-    model: "np.ndarray",
-    prompt: "np.ndarray",
+    model: np.ndarray,
+    prompt: np.ndarray,
     n_models: int | None = None,
     n_prompts: int | None = None,
-    rater: "np.ndarray | None" = None,
+    rater: np.ndarray | None = None,
     n_resamples: int = DEFAULT_RESAMPLES,
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
@@ -224,8 +224,8 @@ class RaterEffects:
 def rater_effects(
     *,
     scores,
-    rater: "np.ndarray",
-    item: "np.ndarray",
+    rater: np.ndarray,
+    item: np.ndarray,
     n_raters: int | None = None,
     n_items: int | None = None,
     prior_ratings: float = 1.0,
@@ -279,8 +279,8 @@ def rater_effects(
 def normalize_scores(
     *,
     scores,
-    rater: "np.ndarray",
-    item: "np.ndarray",
+    rater: np.ndarray,
+    item: np.ndarray,
     n_raters: int | None = None,
     n_items: int | None = None,
     prior_ratings: float = 1.0,
@@ -301,7 +301,7 @@ def normalize_scores(
 # --------------------------------------------------------------------------- agreement
 
 
-def krippendorff_interval_alpha(*, scores, rater: "np.ndarray", item: "np.ndarray") -> float:
+def krippendorff_interval_alpha(*, scores, rater: np.ndarray, item: np.ndarray) -> float:
     """Krippendorff's alpha (interval metric) over items rated at least twice; nan when none is.
 
     Built from per-item value counts (items × the ten score values) so memory does not
@@ -337,7 +337,7 @@ class RaterQuality:
 
 
 def rater_quality(
-    *, scores, rater: "np.ndarray", item: "np.ndarray", n_raters: int | None = None
+    *, scores, rater: np.ndarray, item: np.ndarray, n_raters: int | None = None
 ) -> RaterQuality:
     """How well each rater agrees with the others on the same images (leave-one-out)."""
     y = np.asarray(scores, dtype=np.float64)

@@ -13,9 +13,9 @@ from django.db.models import Avg, Count
 
 from ratings import results_selectors as rs
 from ratings.models import Rating, StudyItem, StudyStatus
-from ratings.services import panelist_create, panelist_exclude, study_close
 from ratings.results_export import RATINGS_CSV_HEADER
 from ratings.results_services import ratings_simulate
+from ratings.services import panelist_create, panelist_exclude, study_close
 
 pytestmark = pytest.mark.django_db
 
@@ -74,7 +74,7 @@ def test_leaderboard_command_csv_has_one_row_per_model_with_every_column(filled)
             assert f"{key}_{suffix}" in header
     for col in ("speed_median_s", "speed_mean_s", "gpu", "mode", "peak_vram_allocated_gib", "peak_vram_reserved_gib"):
         assert col in header
-    by_model = {r[0]: dict(zip(header, r)) for r in body}
+    by_model = {r[0]: dict(zip(header, r, strict=True)) for r in body}
     # the numbers agree with the database: plain means of non-gold ratings
     for m in models:
         expect = Rating.objects.filter(study=study, generation__model=m, criterion__key="photorealism",
@@ -106,9 +106,9 @@ def test_export_ratings_row_count_quoting_and_bom(filled, tmp_path):
     assert len(rows) - 1 == Rating.objects.filter(study=study).count()
     texts = {r[3] for r in rows[1:]}
     assert any('"OPEN, 0"\nsecond line ü' in t for t in texts)  # quotes, comma, newline, UTF-8 survive
-    head = dict(zip(rows[0], rows[1]))
+    head = dict(zip(rows[0], rows[1], strict=True))
     assert head["simulated"] == "1" and head["mode"] in ("single", "pair")
-    pair_rows = [dict(zip(rows[0], r)) for r in rows[1:] if r[10] == "pair"]
+    pair_rows = [dict(zip(rows[0], r, strict=True)) for r in rows[1:] if r[10] == "pair"]
     assert pair_rows and all(r["pair_partner_model"] and r["pair_partner_model"] != r["model"] for r in pair_rows)
     call_command("export_ratings", study=study.pk, out=str(path), bom=True, stderr=io.StringIO())
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")
@@ -139,7 +139,7 @@ def test_excluded_panelists_leave_the_table_but_stay_in_exports(filled, tmp_path
     assert after["n_ratings_excluded"] == n_victim
     path = tmp_path / "r.csv"
     call_command("export_ratings", study=study.pk, out=str(path), stderr=io.StringIO())
-    rows = [dict(zip(RATINGS_CSV_HEADER, r)) for r in _csv(path.read_text("utf-8"))[1:]]
+    rows = [dict(zip(RATINGS_CSV_HEADER, r, strict=True)) for r in _csv(path.read_text("utf-8"))[1:]]
     assert sum(r["excluded"] == "1" for r in rows) == n_victim
 
 

@@ -10,7 +10,6 @@ from ratings.models import Study
 from ratings.results_selectors import leaderboard_get, leaderboard_rows
 
 
-
 class Command(BaseCommand):
     help = "Print the per-model table: speed, VRAM and per criterion mean, 95% CI and n."
 
@@ -47,8 +46,8 @@ class Command(BaseCommand):
                              f"{cell['mean']:.2f} [{cell['ci_low']:.2f}–{cell['ci_high']:.2f}] n={cell['n']}")
             vram = "—" if m["vram_allocated_gib"] is None else f"{m['vram_allocated_gib']:.1f} GiB"
             lines.append([m["name"], speed, *cells, vram])
-        widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
-        out = [" | ".join(str(x).ljust(w) for x, w in zip(row, widths)) for row in [head, *lines]]
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
+        out = [" | ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)) for row in [head, *lines]]
         out.insert(1, "-+-".join("-" * w for w in widths))
         self.stdout.write("\n".join(out))
         self.stdout.write(
