@@ -186,9 +186,9 @@ def _manage(env, *args, timeout=300) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.mark.slow
-def test_embedded_sqlite_and_filesystem_broker_render_through_a_worker_process(tmp_path, tiny_dir):
-    """What `make demo` does: no PostgreSQL, no Redis; web/CLI and worker are separate processes."""
+@pytest.fixture
+def embedded(tmp_path, tiny_dir):
+    """A fresh embedded install (SQLite file, filesystem broker, local media) with a suite and the demo models."""
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT")}
     env.update(WORKER_ENV, EVALSITE_DATA_DIR=str(data), EVALSITE_MODEL_DIR=str(tiny_dir))
@@ -200,7 +200,24 @@ def test_embedded_sqlite_and_filesystem_broker_render_through_a_worker_process(t
         "    Prompt.objects.create(suite=s, position=i + 1, text=t)\n"
     ))
     built = _manage(env, "build_demo_models").stdout
-    assert "tiny-sd3" in built and "built" not in built.replace("demo models registered", "")  # reused: idempotent
+    assert "tiny-sd3" in built and " built " not in built  # complete directories are reused: idempotent
+    return env, data
+
+
+def _embedded_rows(data: Path, sweep_id: int) -> list[dict]:
+    db = sqlite3.connect(data / "db.sqlite3", timeout=30)
+    db.row_factory = sqlite3.Row
+    rows = [dict(r) for r in db.execute("SELECT * FROM generation_generation WHERE sweep_id = ?", (sweep_id,))]
+    db.close()
+    for row in rows:
+        row["settings_snapshot"] = json.loads(row["settings_snapshot"])
+    return rows
+
+
+@pytest.mark.slow
+def test_embedded_sqlite_and_filesystem_broker_render_through_a_worker_process(embedded, tmp_path):
+    """What `make demo` does: no PostgreSQL, no Redis; the CLI and the worker are separate processes."""
+    env, data = embedded
     bad = subprocess.run([sys.executable, "manage.py", "run_sweep", "--suite", "embedded", "--models", "tiny-sd3,nope"],
                          cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "unknown model slug(s) nope" in bad.stderr
@@ -211,11 +228,42 @@ def test_embedded_sqlite_and_filesystem_broker_render_through_a_worker_process(t
     finally:
         _stop(worker)
     sweep_id = int(result.stdout.strip().splitlines()[-1])
-    db = sqlite3.connect(data / "db.sqlite3")
-    db.row_factory = sqlite3.Row
-    rows = [dict(r) for r in db.execute("SELECT * FROM generation_generation WHERE sweep_id = ?", (sweep_id,))]
-    for row in rows:
-        row["settings_snapshot"] = json.loads(row["settings_snapshot"])
+    rows = _embedded_rows(data, sweep_id)
     assert len(rows) == 2 * 3 * 2
     _check_images(rows, data / "media", width=48, height=48)  # canvas = the larger model's size
+    db = sqlite3.connect(data / "db.sqlite3")
     assert db.execute("SELECT status FROM generation_sweep WHERE id = ?", (sweep_id,)).fetchone()[0] == "done"
+
+
+@pytest.mark.slow
+def test_embedded_broker_recovers_a_sigkilled_worker(embedded, tmp_path):
+    """The filesystem broker deletes a message when it is delivered, so a killed worker's chunk
+    exists only in the database: reconcile alone must bring it back."""
+    env, data = embedded
+    env = {**env, "EVALSITE_RENDER_CHUNK_SIZE": "3"}  # one chunk per model: 3 prompts × 3 seeds
+    result = _manage(env, "run_sweep", "--suite", "embedded", "--models", "tiny-sd3,tiny-zimage", "--seeds", "3")
+    sweep_id = int(result.stdout.strip().splitlines()[-1])
+    log = tmp_path / "worker.log"
+
+    def counts():
+        rows = _embedded_rows(data, sweep_id)
+        return {s: sum(r["status"] == s for r in rows) for s in ("pending", "running", "done", "failed")}
+
+    first = _start_worker(env=env, log=log)
+    try:
+        _wait_for(lambda: counts()["done"] >= 2 and counts()["running"] >= 3, timeout=240,
+                  what="the first chunk to be half rendered", log=log)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        before = counts()
+        assert before["running"] > 0 and 0 < before["done"] < 18, before
+        second = _start_worker(env=env, log=log)
+        try:
+            _wait_for(lambda: counts()["done"] == 18, timeout=240, what="the sweep to finish after the kill", log=log)
+        finally:
+            _stop(second)
+    finally:
+        _stop(first, signal.SIGKILL)
+    rows = _embedded_rows(data, sweep_id)
+    _check_images(rows, data / "media", width=64, height=64)
+    assert max(r["attempts"] for r in rows) == 2 and len({r["worker"] for r in rows}) == 2
