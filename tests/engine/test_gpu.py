@@ -1,0 +1,101 @@
+"""The engine under CUDA (run on a GPU machine: `pytest -m gpu tests/engine`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+import torch
+
+from generation.engine import Engine, RenderRequest, loading
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(
+        not torch.cuda.is_available() and os.environ.get("EVALSITE_REQUIRE_GPU") != "1",
+        reason="needs a CUDA GPU",
+    ),
+]
+
+REQUESTS = [RenderRequest(key=f"g{i}", prompt=f"a photo of object {i}", seed=i) for i in range(3)]
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux", "zimage", "hunyuan"])
+def test_tiny_models_render_on_cuda_with_real_measurements(kind, tiny_specs):
+    engine = Engine(device="cuda")
+    outcomes = list(engine.render(tiny_specs[kind], REQUESTS))
+    for outcome in outcomes:
+        assert outcome.ok, outcome.error
+        assert outcome.device == "cuda"
+        assert outcome.gpu_name == torch.cuda.get_device_name(0) != ""
+        assert outcome.peak_vram_allocated > 0
+        assert outcome.peak_vram_reserved >= outcome.peak_vram_allocated
+        assert 0 < outcome.seconds < 5
+    env = engine.environment()
+    assert env["device"] == "cuda" and env["gpu_total_memory"] > 0
+
+
+def test_same_image_on_cpu_and_cuda_seed_for_seed(tiny_specs):
+    """The generator lives on the CPU: the starting noise is the same on every device."""
+    import numpy as np
+
+    spec = tiny_specs["flux"]
+    gpu = list(Engine(device="cuda").render(spec, REQUESTS[:1]))[0]
+    cpu = list(Engine(device="cpu").render(spec, REQUESTS[:1]))[0]
+    diff = np.abs(np.asarray(gpu.image, dtype=np.int16) - np.asarray(cpu.image, dtype=np.int16))
+    assert diff.mean() < 2.0  # same noise; only kernel rounding differs
+
+
+def test_four_bit_and_eight_bit_loads(tiny_specs):
+    engine = Engine(device="cuda")
+    for bits in ("4bit", "8bit"):
+        spec = dataclasses.replace(tiny_specs["sd3"], quantization=bits, dtype="bfloat16")
+        loaded = engine.load(spec)
+        transformer = loaded.model.transformer
+        assert getattr(transformer, "is_loaded_in_4bit" if bits == "4bit" else "is_loaded_in_8bit", False) or \
+            getattr(transformer, "is_quantized", False)
+        assert any(f"bitsandbytes_{bits}" in note for note in loaded.notes)
+        outcomes = list(engine.render(spec, REQUESTS[:2]))
+        assert all(o.ok and o.peak_vram_allocated > 0 for o in outcomes)
+        engine.evict_all()
+
+
+def test_model_and_sequential_offload_on_cuda(tiny_specs):
+    engine = Engine(device="cuda")
+    for offload in ("model", "sequential"):
+        spec = dataclasses.replace(tiny_specs["sd3"], offload=offload)
+        outcomes = list(engine.render(spec, REQUESTS[:2]))
+        assert all(o.ok and o.offload_used == offload for o in outcomes)
+        engine.evict_all()
+
+
+def test_oom_retry_reloads_with_offload_on_cuda(tiny_specs, monkeypatch):
+    real_load = loading.load
+
+    def load(spec, *, device, offload=None):
+        loaded = real_load(spec, device=device, offload=offload)
+        if loaded.offload == "none":
+            def oom(*args, **kwargs):
+                raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+            loaded.model.transformer.forward = oom
+        return loaded
+
+    monkeypatch.setattr(loading, "load", load)
+    engine = Engine(device="cuda")
+    outcomes = list(engine.render(tiny_specs["flux"], REQUESTS))
+    assert all(o.ok and o.offload_used == "model" and o.device == "cuda" for o in outcomes)
+
+
+def test_eviction_returns_memory_to_the_driver(tiny_specs):
+    engine = Engine(device="cuda")
+    list(engine.render(tiny_specs["flux"], REQUESTS[:1]))  # cuBLAS/cuDNN workspaces now exist and stay
+    engine.evict_all()
+    before = torch.cuda.memory_allocated()
+    list(engine.render(tiny_specs["zimage"], REQUESTS[:1]))
+    loaded_bytes = torch.cuda.memory_allocated() - before
+    assert loaded_bytes > 1_000_000  # the 2.4 MB model is on the card
+    engine.evict_all()
+    assert torch.cuda.memory_allocated() - before < 0.05 * loaded_bytes
+    assert torch.cuda.memory_reserved() - torch.cuda.memory_allocated() < 2 * 2**20  # cache given back
