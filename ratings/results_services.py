@@ -107,35 +107,36 @@ def ratings_simulate(*, study: Study, panelists: int = 20, seed: int = 0, max_it
         opened = True
     truth = _Truth(seed=seed)
     panel = []
-    for _i in range(panelists):
+    for _ in range(panelists):
         p = panelist_create(study=study, pseudonym=f"sim-{secrets.token_hex(4)}", is_simulated=True)
         panel.append((p, truth.rater()))
     n_assignments = n_ratings = 0
     active = list(panel)
     while active and (max_items is None or n_assignments < max_items):
         still = []
-        for panelist, rater in active:
-            if max_items is not None and n_assignments >= max_items:
-                break
-            try:
-                assignment = assignment_next(panelist=panelist)
-            except RatingRefused:
-                continue
-            if assignment is None:
-                continue
-            assignment = Assignment.objects.select_related("left__model", "right__model", "shown_prompt").get(
-                pk=assignment.pk
-            )
-            criteria = criteria_for_prompt(study=study, prompt=assignment.shown_prompt)
-            with transaction.atomic():
+        # one transaction per round of the panel: SQLite commits a round at once, not every item
+        with transaction.atomic():
+            for panelist, rater in active:
+                if max_items is not None and n_assignments >= max_items:
+                    break
+                try:
+                    assignment = assignment_next(panelist=panelist)
+                except RatingRefused:
+                    continue
+                if assignment is None:
+                    continue
+                assignment = Assignment.objects.select_related("left__model", "right__model", "shown_prompt").get(
+                    pk=assignment.pk
+                )
+                criteria = criteria_for_prompt(study=study, prompt=assignment.shown_prompt)
                 saved = assignment_submit(
                     assignment_id=assignment.pk, panelist=panelist,
                     scores=truth.scores(assignment=assignment, rater=rater, criteria=criteria),
                     elapsed_ms=int(truth.rng.lognormvariate(9.0, 0.5)),
                 )
-            n_assignments += 1
-            n_ratings += len(saved)
-            still.append((panelist, rater))
+                n_assignments += 1
+                n_ratings += len(saved)
+                still.append((panelist, rater))
         active = still
     short = StudyItem.objects.filter(study=study, n_done__lt=F("target")).count()
     return SimulationResult(panelists=panelists, assignments=n_assignments, ratings=n_ratings, opened=opened,

@@ -134,7 +134,9 @@ def model_means(
     if rater is not None:
         shift_sd = rater_shift_sd(y=y, m=m, p=p, r=_as_int("rater", rater), n_models=n_models, n_prompts=n_prompts)
         # one common panel shift per resample, scaled per model (it moves every model together)
-        z = np.random.default_rng([seed, 1]).standard_normal((n_resamples, 1))
+        # σ_m² is estimated from the panel's raters: Student t with (raters − 1) degrees of freedom
+        n_raters_seen = int(np.unique(_as_int("rater", rater)).size)
+        z = np.random.default_rng([seed, 1]).standard_t(max(n_raters_seen - 1, 1), (n_resamples, 1))
         boot = boot + z * shift_sd[None, :]
     lo, hi = _percentile_interval(boot, level)
     return MeanTable(
