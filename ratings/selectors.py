@@ -54,12 +54,28 @@ def criterion_applies(*, criterion: Criterion, prompt: Prompt) -> bool:
     return not categories or category in categories
 
 
+CRITERIA_CACHE_S = 10
+
+
 def study_criteria(*, study: Study) -> list[Criterion]:
-    """The study's criteria, loaded once per Study instance (one request reuses them)."""
+    """The study's criteria: once per Study instance, and shared by a process for a few seconds.
+
+    Criteria change rarely (staff edits); a panelist request needs them three times.
+    """
     cached = study.__dict__.get("_criteria_cache")
     if cached is None:
-        cached = study.__dict__["_criteria_cache"] = list(Criterion.objects.filter(study_id=study.pk))
+        key = f"ratings:criteria:{study.pk}"
+        cached = cache.get(key)
+        if cached is None:
+            cached = list(Criterion.objects.filter(study_id=study.pk))
+            cache.set(key, cached, timeout=CRITERIA_CACHE_S)
+        study.__dict__["_criteria_cache"] = cached
     return cached
+
+
+def study_criteria_forget(*, study: Study) -> None:
+    study.__dict__.pop("_criteria_cache", None)
+    cache.delete(f"ratings:criteria:{study.pk}")
 
 
 def criteria_for_prompt(*, study: Study, prompt: Prompt, criteria: list[Criterion] | None = None) -> list[Criterion]:
@@ -108,10 +124,7 @@ def panelist_progress(*, panelist: Panelist, current: Assignment | None = None) 
         open_now = sum(1 for *_, status in rows if status == AssignmentStatus.OPEN)
         seen = {g for left, right, _ in rows for g in (left, right) if g is not None}
     study = panelist.study
-    free = StudyItem.objects.filter(study_id=study.pk, n_assigned__lt=F("target"))
-    if seen:
-        free = free.exclude(first_id__in=seen).exclude(second_id__in=seen)
-    left = free.count()
+    left = study_free_count(study=study)
     if left:
         per_item = 1 if study.mode != "pair" else 2
         left = min(left, max(sweep_done_count(sweep_id=study.sweep_id) - len(seen), 0) // per_item)
@@ -120,6 +133,16 @@ def panelist_progress(*, panelist: Panelist, current: Assignment | None = None) 
         total = min(total, study.items_per_panelist)
     total = max(total, answered + open_now, 1)
     return {"n": min(answered + 1, total), "answered": answered, "m": total}
+
+
+def study_free_count(*, study: Study) -> int:
+    """Items still short of their k; cached for a few seconds per process (progress is a guide)."""
+    key = f"ratings:free:{study.pk}"
+    count = cache.get(key)
+    if count is None:
+        count = StudyItem.objects.filter(study_id=study.pk, n_assigned__lt=F("target")).count()
+        cache.set(key, count, timeout=3)
+    return count
 
 
 def sweep_done_count(*, sweep_id: int) -> int:
@@ -163,17 +186,23 @@ def assignment_for_panelist(*, panelist: Panelist, assignment_id: int) -> Assign
     )
 
 
-def panelist_open_image(*, panelist: Panelist, public_id: str) -> Generation | None:
-    """The image, only while it is part of this panelist's open assignment (one query)."""
+def panelist_open_image(*, token: str, public_id: str) -> tuple[Generation, str] | None:
+    """The image and the study's format, only while it is part of this panelist's open item.
+
+    One query: a revoked link, another panelist's image or an answered item all come back empty.
+    """
     assignment = (
-        Assignment.objects.select_related("left", "right")
-        .filter(panelist=panelist, status=AssignmentStatus.OPEN)
+        Assignment.objects.select_related("left", "right", "study__sweep")
+        .filter(panelist__token=token, panelist__revoked_at__isnull=True, status=AssignmentStatus.OPEN)
         .filter(Q(left__public_id=public_id) | Q(right__public_id=public_id))
+        .only("left__image", "left__public_id", "right__image", "right__public_id", "study__sweep__image_format",
+              "left_id", "right_id", "study_id", "study__sweep_id")
         .first()
     )
     if assignment is None:
         return None
-    return assignment.left if assignment.left.public_id == public_id else assignment.right
+    image = assignment.left if assignment.left.public_id == public_id else assignment.right
+    return image, assignment.study.sweep.image_format
 
 
 # --- staff dashboard ------------------------------------------------------------

@@ -84,8 +84,12 @@ def _item_context(*, panelist: Panelist, assignment: Assignment | None, chosen: 
 
 
 def _load_for_display(assignment: Assignment | None) -> Assignment | None:
+    """The assignment with its images and prompt (already there when assignment_next just made it)."""
     if assignment is None:
         return None
+    loaded = assignment._state.fields_cache
+    if "left" in loaded and "shown_prompt" in loaded and (assignment.right_id is None or "right" in loaded):
+        return assignment
     return Assignment.objects.select_related("left", "right", "shown_prompt").get(pk=assignment.pk)
 
 
@@ -223,16 +227,13 @@ def panelist_image(request: HttpRequest, token: str, public_id: str) -> HttpResp
     The body is the stored, normalised file; the headers carry only type, length and
     no-cache (no file name, no dates, no ETag), so nothing here tells models apart.
     """
-    panelist = _panelist_or_404(token)
-    if panelist.revoked_at is not None:
-        return _private(HttpResponse("This link has been revoked.", status=403, content_type="text/plain"))
-    generation = selectors.panelist_open_image(panelist=panelist, public_id=public_id)
-    if generation is None or not generation.image:
-        return _private(HttpResponse("Not found.", status=404, content_type="text/plain"))
+    found = selectors.panelist_open_image(token=token, public_id=public_id)
+    if found is None or not found[0].image:
+        return HttpResponse("Not found.", status=404, content_type="text/plain")
+    generation, image_format = found
     with generation.image.open("rb") as fh:
         body = fh.read()
-    content_type = CONTENT_TYPES.get(panelist.study.sweep.image_format, "application/octet-stream")
-    return _private(HttpResponse(body, content_type=content_type))
+    return HttpResponse(body, content_type=CONTENT_TYPES.get(image_format, "application/octet-stream"))
 
 
 # --- staff pages ----------------------------------------------------------------

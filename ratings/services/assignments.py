@@ -70,7 +70,7 @@ def assignments_expire(*, study: Study, now: datetime, everything: bool = False)
     qs = Assignment.objects.filter(study=study, status=AssignmentStatus.OPEN)
     if not everything:
         qs = qs.filter(expires_at__lte=now)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         rows = list(_for_update(qs, skip_locked=True).values_list("id", "item_id"))
         if not rows:
             return 0
@@ -82,7 +82,7 @@ def assignments_expire(*, study: Study, now: datetime, everything: bool = False)
 
 
 def assignments_release_for_panelist(*, panelist: Panelist) -> None:
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         rows = list(
             _for_update(Assignment.objects.filter(panelist=panelist, status=AssignmentStatus.OPEN)).values_list(
                 "id", "item_id"
@@ -249,6 +249,7 @@ def _take(*, panelist: Panelist, now: datetime) -> Assignment | None:
         if item is None:
             return None
     else:
+        free = free.select_related("first", "second", "prompt")  # what the page shows: no second query
         locked = list(_for_update(free.order_by("n_assigned", "?"), skip_locked=True)[:LOCK_POOL])
         if not locked and connection.features.has_select_for_update_skip_locked:
             # Everything free is locked by other requests right now: wait for one instead of
@@ -269,10 +270,16 @@ def _take(*, panelist: Panelist, now: datetime) -> Assignment | None:
     if item.kind == AssignmentKind.PAIR and _rng.random() < 0.5:
         left, right = right, left
     seen.update(g for g in (left, right) if g is not None)
-    return Assignment.objects.create(
+    assignment = Assignment.objects.create(
         study=study, panelist=panelist, item=item, kind=item.kind, left_id=left, right_id=right,
         shown_prompt_id=item.prompt_id, expires_at=expires,
     )
+    if "first" in item._state.fields_cache:  # loaded with the lock: hand them on for display
+        gens = {item.first_id: item.first, item.second_id: item.second}
+        assignment.left, assignment.shown_prompt = gens[left], item.prompt
+        if right is not None:
+            assignment.right = gens[right]
+    return assignment
 
 
 def assignment_next(*, panelist: Panelist, now: datetime | None = None) -> Assignment | None:
@@ -395,6 +402,16 @@ def assignment_submit_sides(
 
 def _submit(*, assignment_id: int, panelist: Panelist, to_scores, elapsed_ms: int | None,
             now: datetime | None) -> list[Rating]:
+    try:
+        return _submit_locked(assignment_id=assignment_id, panelist=panelist, to_scores=to_scores,
+                              elapsed_ms=elapsed_ms, now=now)
+    except IntegrityError:
+        # The unique (assignment, image, criterion) constraint: a second copy of a saved answer.
+        raise AlreadyAnswered("This answer was already saved.") from None
+
+
+def _submit_locked(*, assignment_id: int, panelist: Panelist, to_scores, elapsed_ms: int | None,
+                   now: datetime | None) -> list[Rating]:
     now = now or timezone.now()
     panelist_check(panelist=panelist)
     study = panelist.study  # the assignment's study: a panelist belongs to one study
@@ -429,11 +446,7 @@ def _submit(*, assignment_id: int, panelist: Panelist, to_scores, elapsed_ms: in
                    is_simulated=panelist.is_simulated)
             for (gen_id, crit_id), score in sorted(clean.items())
         ]
-        try:
-            with transaction.atomic():
-                Rating.objects.bulk_create(ratings)
-        except IntegrityError:
-            raise AlreadyAnswered("This answer was already saved.") from None
+        Rating.objects.bulk_create(ratings)
         Assignment.objects.filter(pk=assignment.pk).update(
             status=AssignmentStatus.DONE, answered_at=now, elapsed_ms=min(int(elapsed_ms), 2**31 - 1)
         )

@@ -21,6 +21,7 @@ from ..models import (
     StudyMode,
     StudyStatus,
 )
+from ..selectors import study_criteria_forget
 from .errors import StudySetupError
 
 DEFAULT_CRITERIA: tuple[dict, ...] = (
@@ -200,7 +201,6 @@ def criterion_save(
         raise StudySetupError("A criterion needs a name and a question.")
     cats = [c.strip() for c in (categories or []) if c and c.strip()]
     order = (study.criteria.order_by("-order").values_list("order", flat=True).first() or 0) + 1
-    study.__dict__.pop("_criteria_cache", None)
     criterion, _ = Criterion.objects.update_or_create(
         study=study,
         key=key,
@@ -209,4 +209,5 @@ def criterion_save(
         create_defaults={"name": name.strip()[:100], "question": question.strip()[:300], "categories": cats,
                          "text_prompts_only": bool(text_prompts_only), "order": order},
     )
+    study_criteria_forget(study=study)
     return criterion

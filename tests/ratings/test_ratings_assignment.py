@@ -258,9 +258,9 @@ def test_quota_limits_items_per_panelist():
 
 
 def test_gold_items_flag_careless_panelists():
-    sweep, *_ = make_sweep(n_models=2, n_prompts=6, text_prompts=0)
+    sweep, *_ = make_sweep(n_models=2, n_prompts=10, text_prompts=0)
     study = services.study_create(sweep=sweep, name="g", mode="single", ratings_per_item=3)
-    study.gold_share = 0.5
+    study.gold_share = 0.3
     study.save()
     services.study_open(study=study)
     careful, careless = services.panelist_create(study=study), services.panelist_create(study=study)
