@@ -241,3 +241,19 @@ def test_staff_create_study_and_add_criterion(client, admin_user):
     client.post(f"/studies/{study.pk}/status/open/")
     study.refresh_from_db()
     assert study.status == StudyStatus.OPEN
+
+
+def test_admin_made_study_gets_default_criteria_and_items(client, admin_user):
+    sweep, *_ = make_sweep(n_models=2, n_prompts=2)
+    client.force_login(admin_user)
+    response = client.post("/admin/ratings/study/add/", {
+        "name": "from admin", "sweep": sweep.pk, "mode": "single", "ratings_per_item": 3, "gold_enabled": "on",
+        "gold_share": "0.1", "instructions": "", "status": "draft", "assignment_strategy": "balanced",
+        "assignment_timeout_minutes": 15, "items_per_panelist": 0, "share_token": "",
+        "criteria-TOTAL_FORMS": 0, "criteria-INITIAL_FORMS": 0, "criteria-MIN_NUM_FORMS": 0,
+        "criteria-MAX_NUM_FORMS": 1000,
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    study = sweep.studies.get()
+    assert [c.key for c in study.criteria.all()] == ["prompt_accuracy", "photorealism", "text_rendering"]
+    assert study.items.count() == 4
