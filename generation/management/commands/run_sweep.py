@@ -60,11 +60,18 @@ class Command(BaseCommand):
                     bar = bars.get(row["model_id"])
                     if bar is None:
                         bar = bars[row["model_id"]] = tqdm(
-                            total=row["total"], desc=row["model_name"][:24], position=position, unit="img",
+                            total=row["total"], desc=row["model_name"][:28], position=position, unit="img",
                             file=self.stderr._out, leave=True, dynamic_ncols=True,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{postfix}",
                         )
                     bar.n = row["done"] + row["failed"]
-                    bar.set_postfix(failed=row["failed"], refresh=False)
+                    rate, eta = row["images_per_second"], row["eta_seconds"]
+                    bar.set_postfix_str(
+                        f"failed {row['failed']}"
+                        + (f", {rate:.2f} img/s" if rate else "")
+                        + (f", ETA {eta:.0f} s" if eta else ""),
+                        refresh=False,
+                    )
                     bar.refresh()
                 if all(row["finished"] for row in rows):
                     break
