@@ -1,7 +1,6 @@
 from django import forms
 
 from generation.models import ImageFormat, ImageModel
-from generation.validation import image_model_errors
 from prompts.models import PromptSuite
 
 
@@ -10,7 +9,11 @@ class ImageModelAdminForm(forms.ModelForm):
 
     class Meta:
         model = ImageModel
-        fields = "__all__"
+        fields = (
+            "name", "slug", "enabled", "notes", "backend", "source", "revision", "pipeline_class", "load_params",
+            "num_inference_steps", "guidance_scale", "width", "height", "extra_params",
+            "dtype", "quantization", "offload", "fast_mode", "min_vram_gb", "fallback",
+        )
 
     def clean(self):
         cleaned = super().clean()

@@ -141,7 +141,7 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(18)
 
 
-def generation_upload_to(instance: "Generation", filename: str) -> str:
+def generation_upload_to(instance: Generation, filename: str) -> str:
     ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "png"
     return f"g/{instance.public_id[:2]}/{instance.public_id}.{ext}"
 

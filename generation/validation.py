@@ -66,7 +66,7 @@ def pipeline_class_error(*, backend: str, pipeline_class: str) -> str:
     return ""
 
 
-def fallback_errors(*, model: "ImageModel") -> list[str]:
+def fallback_errors(*, model: ImageModel) -> list[str]:
     """A fallback must not be the model itself, and following fallbacks must end."""
     fallback = model.fallback if model.fallback_id else None
     if fallback is None:
@@ -85,7 +85,7 @@ def fallback_errors(*, model: "ImageModel") -> list[str]:
     return []
 
 
-def image_model_errors(*, model: "ImageModel") -> dict[str, list[str]]:
+def image_model_errors(*, model: ImageModel) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
 
     def add(field: str, message: str) -> None:

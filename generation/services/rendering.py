@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_engine: "Engine | None" = None
+_engine: Engine | None = None
 _engine_lock = threading.Lock()
 _environment: dict[str, Any] | None = None
 
@@ -39,7 +39,7 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def engine_get() -> "Engine":
+def engine_get() -> Engine:
     """The one Engine of this process, created lazily on the first chunk."""
     global _engine
     with _engine_lock:
@@ -51,7 +51,7 @@ def engine_get() -> "Engine":
         return _engine
 
 
-def image_model_spec(*, model: ImageModel) -> "ModelSpec":
+def image_model_spec(*, model: ImageModel) -> ModelSpec:
     from generation.engine import ModelSpec
 
     return ModelSpec(
@@ -136,7 +136,7 @@ def _extension(fmt: str) -> str:
     return EXTENSIONS[fmt]
 
 
-def image_encode(*, outcome: "RenderOutcome", sweep: Sweep) -> tuple[bytes | None, str]:
+def image_encode(*, outcome: RenderOutcome, sweep: Sweep) -> tuple[bytes | None, str]:
     """The outcome's image normalised for blindness (sweep canvas and format), or why not."""
     if outcome.error:
         return None, outcome.error
@@ -156,7 +156,7 @@ def generation_save_outcome(
     *,
     generation_id: int,
     sweep: Sweep,
-    outcome: "RenderOutcome",
+    outcome: RenderOutcome,
     worker: str,
     settings_snapshot: dict[str, Any],
     fallback: ImageModel | None = None,
@@ -206,7 +206,7 @@ def generation_save_outcome(
     return generation.status
 
 
-def _environment_get(engine: "Engine") -> dict[str, Any]:
+def _environment_get(engine: Engine) -> dict[str, Any]:
     global _environment
     if _environment is None or engine is not _engine:
         env = engine.environment()
@@ -216,7 +216,7 @@ def _environment_get(engine: "Engine") -> dict[str, Any]:
     return _environment
 
 
-def _snapshot(*, spec: "ModelSpec", sweep: Sweep, environment: dict[str, Any], fallback_for: str = "") -> dict:
+def _snapshot(*, spec: ModelSpec, sweep: Sweep, environment: dict[str, Any], fallback_for: str = "") -> dict:
     snapshot = {
         "spec": spec.snapshot(),
         "environment": environment,
@@ -229,7 +229,7 @@ def _snapshot(*, spec: "ModelSpec", sweep: Sweep, environment: dict[str, Any], f
 
 def _render_into(
     *,
-    engine: "Engine",
+    engine: Engine,
     model: ImageModel,
     sweep: Sweep,
     remaining: dict[str, Generation],
@@ -249,9 +249,9 @@ def _render_into(
     fallback = model if fallback_for else None
     # Encoding a 1024² PNG takes ~0.1 s of CPU: it runs on a thread while the GPU renders the
     # next image, and the database write follows one image later (a kill loses at most two).
-    previous: tuple[Generation, "RenderOutcome", Future] | None = None
+    previous: tuple[Generation, RenderOutcome, Future] | None = None
 
-    def save(generation: Generation, outcome: "RenderOutcome", encoding: Future) -> None:
+    def save(generation: Generation, outcome: RenderOutcome, encoding: Future) -> None:
         state = generation_save_outcome(
             generation_id=generation.pk, sweep=sweep, outcome=outcome, worker=worker,
             settings_snapshot=snapshot, fallback=fallback, encoded=encoding.result(),
@@ -308,7 +308,7 @@ def generation_chunk_render(
     model_id: int,
     generation_ids: list[int],
     worker: str | None = None,
-    engine: "Engine | None" = None,
+    engine: Engine | None = None,
 ) -> ChunkResult:
     """Render one model-major chunk. Idempotent: images already done (or held by a live
     worker) are skipped, so a redelivered or re-enqueued chunk never duplicates an image.
