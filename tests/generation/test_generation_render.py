@@ -127,8 +127,7 @@ def test_broken_model_specs_fail_their_images_and_spare_the_others(suite, tiny_m
 
 class OutOfMemoryOn(Engine):
     """The real CPU engine, except that `slugs` raise OutOfMemory after `after` images, as the
-    engine does on a GPU once its reload with CPU offload also runs out of memory (a CPU can't
-    produce a CUDA OOM; the GPU side of that retry is tested in tests/engine on the device)."""
+    engine does once its reload with CPU offload also runs out of memory in the middle of a chunk."""
 
     def __init__(self, *, slugs, after=0):
         super().__init__(device="cpu")
@@ -141,7 +140,62 @@ class OutOfMemoryOn(Engine):
             yield outcome
 
 
-def test_out_of_memory_renders_with_the_fallback_model(suite, tiny_models, settings):
+def _inject_cuda_oom(monkeypatch, *, slugs, even_offloaded):
+    """The real engine, whose loaded denoiser raises torch's CUDA OutOfMemoryError for `slugs` (a CPU
+    can't run out of CUDA memory); the engine's own reload with model CPU offload then runs for real."""
+    import torch
+
+    from generation.engine import loading
+
+    real_load = loading.load
+    offloads = []
+
+    def load(spec, *, device, offload=None):
+        loaded = real_load(spec, device=device, offload=offload)
+        if spec.slug in slugs:
+            offloads.append(loaded.offload)
+            if loaded.offload == "none" or even_offloaded:
+                def oom(*args, **kwargs):
+                    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected)")
+
+                loaded.model.transformer.forward = oom
+        return loaded
+
+    monkeypatch.setattr(loading, "load", load)
+    return offloads
+
+
+def test_out_of_memory_first_retries_with_cpu_offload(suite, tiny_models, monkeypatch):
+    offloads = _inject_cuda_oom(monkeypatch, slugs={"tiny-sd3"}, even_offloaded=False)
+    model = tiny_models["tiny-sd3"]
+    model.fallback = tiny_models["tiny-zimage"]
+    model.save()
+    sweep = _sweep(suite, [model])
+    _render_all(sweep, Engine(device="cpu"))
+    assert offloads == ["none", "model"]
+    rows = list(Generation.objects.filter(sweep=sweep))
+    assert all(g.status == GenerationStatus.DONE and g.offload_used == "model" for g in rows)
+    assert all(g.fallback_used is None and g.native_width == 64 for g in rows)  # offload was enough
+
+
+def test_out_of_memory_even_offloaded_renders_with_the_fallback_model(suite, tiny_models, monkeypatch):
+    offloads = _inject_cuda_oom(monkeypatch, slugs={"tiny-sd3"}, even_offloaded=True)
+    big, fallback, other = tiny_models["tiny-sd3"], tiny_models["tiny-zimage"], tiny_models["tiny-flux"]
+    big.fallback = fallback
+    big.save()
+    sweep = _sweep(suite, [big, other], canvas_width=64, canvas_height=64)
+    _render_all(sweep, Engine(device="cpu"))
+    assert offloads == ["none", "model"]  # offload was tried before falling back
+    rows = list(Generation.objects.filter(sweep=sweep, model=big))
+    for g in rows:
+        assert g.status == GenerationStatus.DONE and g.fallback_used == fallback
+        assert g.native_width == 32 and g.settings_snapshot["fallback_for"] == "tiny-sd3"
+        _assert_blind_image(g, width=64, height=64)
+    others = Generation.objects.filter(sweep=sweep, model=other)
+    assert {(g.status, g.fallback_used_id) for g in others} == {(GenerationStatus.DONE, None)}
+
+
+def test_out_of_memory_mid_chunk_keeps_rendered_images_and_falls_back_for_the_rest(suite, tiny_models):
     fallback = tiny_models["tiny-zimage"]
     big = tiny_models["tiny-sd3"]
     big.fallback = fallback
@@ -161,23 +215,25 @@ def test_out_of_memory_renders_with_the_fallback_model(suite, tiny_models, setti
     assert sweep_progress(sweep=sweep)[0]["fallback_used"] == 3
 
 
-def test_out_of_memory_without_fallback_fails_the_images_with_the_error(suite, tiny_models):
+def test_out_of_memory_without_fallback_fails_the_images_with_the_error(suite, tiny_models, monkeypatch):
+    _inject_cuda_oom(monkeypatch, slugs={"tiny-sd3"}, even_offloaded=True)
     model = tiny_models["tiny-sd3"]
     other = tiny_models["tiny-flux"]
     sweep = _sweep(suite, [model, other])
-    _render_all(sweep, OutOfMemoryOn(slugs={"tiny-sd3"}))
+    _render_all(sweep, Engine(device="cpu"))
     failed = Generation.objects.filter(sweep=sweep, model=model)
     assert {g.status for g in failed} == {GenerationStatus.FAILED}
     assert all("no fallback model" in g.error and "out of GPU memory" in g.error for g in failed)
     assert {g.status for g in Generation.objects.filter(sweep=sweep, model=other)} == {GenerationStatus.DONE}
 
 
-def test_out_of_memory_in_the_fallback_too_fails_with_both_errors(suite, tiny_models):
+def test_out_of_memory_in_the_fallback_too_fails_with_both_errors(suite, tiny_models, monkeypatch):
+    _inject_cuda_oom(monkeypatch, slugs={"tiny-sd3", "tiny-zimage"}, even_offloaded=True)
     model, fallback = tiny_models["tiny-sd3"], tiny_models["tiny-zimage"]
     model.fallback = fallback
     model.save()
     sweep = _sweep(suite, [model])
-    _render_all(sweep, OutOfMemoryOn(slugs={"tiny-sd3", "tiny-zimage"}))
+    _render_all(sweep, Engine(device="cpu"))
     errors = {g.error for g in Generation.objects.filter(sweep=sweep)}
     assert len(errors) == 1
     assert "the fallback tiny-zimage failed too" in errors.pop()
