@@ -1,5 +1,6 @@
 """Staff pages to start a sweep and watch it (htmx polls the progress partial)."""
 
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
@@ -8,7 +9,7 @@ from django.views.decorators.http import require_http_methods
 from generation.forms import SweepForm
 from generation.models import Sweep
 from generation.selectors import sweep_errors, sweep_progress, sweep_totals
-from generation.services import sweep_create
+from generation.services import sweep_create, sweep_retry_failed
 
 
 @staff_member_required
@@ -48,3 +49,13 @@ def sweep_detail(request, sweep_id: int):
 def sweep_list(request):
     sweeps = Sweep.objects.select_related("suite").order_by("-created_at")[:100]
     return render(request, "generation/sweep_list.html", {"sweeps": sweeps})
+
+
+@staff_member_required
+@require_http_methods(["POST"])
+def sweep_retry(request, sweep_id: int):
+    """Re-render the failed images (after fixing what made them fail)."""
+    sweep = get_object_or_404(Sweep, pk=sweep_id)
+    count = sweep_retry_failed(sweep=sweep)
+    messages.info(request, f"{count} failed image(s) sent back to the workers.")
+    return redirect("generation:sweep_detail", sweep_id=sweep.pk)

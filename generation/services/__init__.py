@@ -22,6 +22,7 @@ from .sweeps import (
     sweep_create,
     sweep_enqueue,
     sweep_reconcile,
+    sweep_retry_failed,
     sweep_status_refresh,
     sweeps_reconcile,
     worker_heartbeat,
@@ -31,6 +32,6 @@ __all__ = [
     "REFERENCE_MODELS", "ChunkResult", "WorkerMonitor", "demo_models_build", "engine_get",
     "generation_chunk_render", "generation_fail", "generation_save_outcome", "generations_claim",
     "image_model_register_demo", "image_model_seed_references", "image_model_spec", "render_chunks",
-    "sweep_create", "sweep_enqueue", "sweep_reconcile", "sweep_status_refresh", "sweeps_reconcile",
+    "sweep_create", "sweep_enqueue", "sweep_reconcile", "sweep_retry_failed", "sweep_status_refresh", "sweeps_reconcile",
     "worker_heartbeat", "worker_name",
 ]

@@ -156,6 +156,27 @@ def sweep_status_refresh(*, sweep: Sweep) -> str:
     return sweep.status
 
 
+def sweep_retry_failed(*, sweep: Sweep, image_model: ImageModel | None = None) -> int:
+    """Send a sweep's failed images back to the workers (e.g. after fixing a model's path).
+
+    Their attempts start again from zero; images already done are never touched.
+    """
+    with transaction.atomic():
+        failed = sweep.generations.select_for_update().filter(status=GenerationStatus.FAILED)
+        if image_model is not None:
+            failed = failed.filter(model=image_model)
+        ids = list(failed.values_list("pk", flat=True))
+        if not ids:
+            return 0
+        Generation.objects.filter(pk__in=ids).update(
+            status=GenerationStatus.PENDING, attempts=0, error="", finished_at=None, started_at=None,
+            heartbeat_at=None, worker="", fallback_used=None,
+        )
+        Sweep.objects.filter(pk=sweep.pk).update(status=SweepStatus.RUNNING, finished_at=None)
+        transaction.on_commit(lambda: sweep_enqueue(sweep=sweep, generation_ids=ids))
+    return len(ids)
+
+
 def _lost(now: datetime) -> Q:
     stale = now - timedelta(seconds=settings.RENDER_STALE_SECONDS)
     return Q(status=GenerationStatus.RUNNING) & (Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))

@@ -280,3 +280,27 @@ def test_reconcile_leaves_live_workers_alone_and_requeues_lost_ones(
         assert set(Generation.objects.filter(pk__in=ids[2:]).values_list("attempts", flat=True)) == {2}
     finally:
         app.conf.task_always_eager = False
+
+
+def test_failed_images_can_be_retried_after_fixing_the_model(suite, tiny_models, cpu_engine, tiny_dir,
+                                                            django_capture_on_commit_callbacks):
+    broken = ImageModel.objects.create(slug="moved", name="Moved", source="/models/were/here",
+                                       pipeline_class="ZImagePipeline", width=32, height=32, num_inference_steps=2)
+    sweep = _sweep(suite, [broken, tiny_models["tiny-flux"]])
+    _render_all(sweep, cpu_engine)
+    assert sweep.generations.filter(status=GenerationStatus.FAILED).count() == 4
+    done_before = dict(sweep.generations.filter(status=GenerationStatus.DONE).values_list("pk", "image"))
+    broken.source = str(tiny_dir / "tiny-zimage")
+    broken.save()
+    from generation.services import sweep_retry_failed
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert sweep_retry_failed(sweep=sweep) == 4
+    assert len(callbacks) == 1
+    _render_all(sweep, cpu_engine)
+    assert sweep.generations.filter(status=GenerationStatus.DONE).count() == 8
+    retried = sweep.generations.filter(model=broken)
+    assert all(g.error == "" and g.attempts == 1 and g.image for g in retried)
+    assert dict(sweep.generations.filter(pk__in=done_before).values_list("pk", "image")) == done_before
+    sweep.refresh_from_db()
+    assert sweep.status == SweepStatus.DONE

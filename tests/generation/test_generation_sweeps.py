@@ -189,3 +189,19 @@ def test_sweep_form_shows_service_errors(staff):
     assert response.status_code == 200
     assert "Suite &#x27;empty&#x27; has no prompts." in response.content.decode()
     assert not Sweep.objects.exists()
+
+
+def test_staff_retries_failed_images_from_the_sweep_page(staff, suite, django_capture_on_commit_callbacks):
+    model = ImageModelFactory(name="Model Y")
+    with django_capture_on_commit_callbacks(execute=False):
+        sweep = sweep_create(suite=suite, image_models=[model], seeds=1)
+    sweep.generations.update(status=GenerationStatus.FAILED, error="model y could not be loaded: gone",
+                             attempts=1)
+    page = staff.get(reverse("generation:sweep_detail", args=[sweep.pk])).content.decode()
+    assert "model y could not be loaded: gone" in page and "Retry the 4 failed images" in page
+    assert staff.get(reverse("generation:sweep_retry", args=[sweep.pk])).status_code == 405
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = staff.post(reverse("generation:sweep_retry", args=[sweep.pk]), follow=True)
+    assert len(callbacks) == 1
+    assert "4 failed image(s) sent back to the workers." in response.content.decode()
+    assert set(sweep.generations.values_list("status", "attempts", "error")) == {("pending", 0, "")}
