@@ -389,6 +389,18 @@ def model_rating_sums(*, study: Study) -> ModelRatingSums:
 # --------------------------------------------------------------------------- the per-model CSV table
 
 
+def board_order(*, board: dict) -> list[int]:
+    """Model indices best first by the first criterion (rank, then mean); models without ratings last."""
+
+    def key(i: int):
+        if not board["criteria"]:
+            return (0, 0, 0, board["models"][i]["name"])
+        cell = board["scores"][board["criteria"][0]["key"]][i]
+        return (cell["mean"] is None, cell["rank"], -(cell["mean"] or 0), board["models"][i]["name"])
+
+    return sorted(range(len(board["models"])), key=key)
+
+
 def leaderboard_rows(*, board: dict) -> tuple[list[str], list[list]]:
     """The per-model table: speed, VRAM and, per criterion, mean, CI low, CI high, n (and rank)."""
     header = ["model", "model_slug", "speed_median_s", "speed_mean_s", "n_images", "gpu", "mode",
@@ -398,7 +410,8 @@ def leaderboard_rows(*, board: dict) -> tuple[list[str], list[list]]:
         header += [f"{k}_mean", f"{k}_ci_low", f"{k}_ci_high", f"{k}_n", f"{k}_n_prompts", f"{k}_rank",
                    f"{k}_normalized_mean"]
     rows = []
-    for i, m in enumerate(board["models"]):
+    for i in board_order(board=board):
+        m = board["models"][i]
         row = [m["name"], m["slug"], _r(m["speed_median"], 3), _r(m["speed_mean"], 3), m["n_images"], m["gpu"],
                m["mode"], _r(m["vram_allocated_gib"], 2), _r(m["vram_reserved_gib"], 2)]
         for c in board["criteria"]:

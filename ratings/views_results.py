@@ -31,7 +31,7 @@ def _wants_bom(request: HttpRequest) -> bool:
 def _table_context(*, board: dict, for_staff: bool) -> dict:
     """Rows of the reference table (Model | speed | each criterion | VRAM) and the extra sections."""
     crits = board["criteria"]
-    order = sorted(range(len(board["models"])), key=lambda i: _sort_key(board, i))
+    order = rs.board_order(board=board)
     rows = []
     for i in order:
         m = board["models"][i]
@@ -65,14 +65,6 @@ def _table_context(*, board: dict, for_staff: bool) -> dict:
         "charts": [chart_for(board=board, criterion=c, order=order) for c in crits],
         "for_staff": for_staff,
     }
-
-
-def _sort_key(board: dict, i: int):
-    """Best first by the first criterion (rank, then mean); models without ratings last."""
-    if not board["criteria"]:
-        return (0, board["models"][i]["name"])
-    cell = board["scores"][board["criteria"][0]["key"]][i]
-    return (cell["mean"] is None, cell["rank"], -(cell["mean"] or 0), board["models"][i]["name"])
 
 
 def _render_board(request: HttpRequest, study: Study, *, for_staff: bool) -> HttpResponse:

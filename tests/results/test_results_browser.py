@@ -14,12 +14,12 @@ from ratings.services import panelist_create, study_close
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SCREENSHOT = Path(settings.BASE_DIR) / "docs" / "screenshots" / "leaderboard.png"
-NAMES = ["FLUX.1 [dev]", "Stable Diffusion 3.5 Large", "Z-Image Turbo"]
+NAMES = ["FLUX.1 [dev]", "Stable Diffusion 3.5 Large", "Z-Image Turbo", "ERNIE-Image", "HunyuanImage-3.0"]
 
 
 def test_leaderboard_for_staff_and_hidden_from_panelists_until_published(page, live_server, study_factory):
-    study, models, _ = study_factory(mode="both", n_prompts=6, k=2, names=NAMES)
-    ratings_simulate(study=study, panelists=12, seed=7)
+    study, models, _ = study_factory(mode="both", n_prompts=8, k=2, names=NAMES)
+    ratings_simulate(study=study, panelists=16, seed=7)
     study.refresh_from_db()
     panelist = panelist_create(study=study)
 

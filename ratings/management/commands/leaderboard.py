@@ -7,7 +7,7 @@ import csv
 from django.core.management.base import BaseCommand, CommandError
 
 from ratings.models import Study
-from ratings.results_selectors import leaderboard_get, leaderboard_rows
+from ratings.results_selectors import board_order, leaderboard_get, leaderboard_rows
 
 
 class Command(BaseCommand):
@@ -34,7 +34,8 @@ class Command(BaseCommand):
         crits = board["criteria"]
         head = ["Model", "Avg speed s/img (median/mean, GPU, mode)"] + [f"{c['name']} (1–10)" for c in crits] + ["Peak VRAM"]
         lines = []
-        for i, m in enumerate(board["models"]):
+        for i in board_order(board=board):
+            m = board["models"][i]
             if m["speed_median"] is None:
                 speed = "—"
             else:
