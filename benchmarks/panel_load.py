@@ -130,8 +130,10 @@ def build_data(args: argparse.Namespace) -> tuple[int, list[str]]:
         p = services.panelist_create(study=study, is_simulated=True)
         services.panelist_consent(panelist=p)
         tokens.append(p.token)
-    from django.db import connections
+    from django.db import connection, connections
 
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # what autovacuum does soon after a bulk load; plans use the indexes
     connections.close_all()
     return study.pk, tokens
 
@@ -313,6 +315,7 @@ def main() -> int:
                 break
             except OSError:
                 time.sleep(0.2)
+        load_before = os.getloadavg()[0]
         stats = Stats()
         ramp = 5.0
         start = time.monotonic()
@@ -327,6 +330,7 @@ def main() -> int:
         for t in threads:
             t.join(args.duration + ramp + 120)
         wall = time.monotonic() - start
+        load_after = os.getloadavg()[0]
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
         server = None
@@ -334,7 +338,8 @@ def main() -> int:
         think = f"{args.think} s" if args.think != "0" else "none"
         print(f"\nPanel load: {args.panelists} concurrent panelists, think time {think}, {wall:.0f} s, "
               f"gunicorn {args.workers} workers x {args.threads} threads (gthread), PostgreSQL, "
-              f"{os.cpu_count()} CPUs\n")
+              f"{os.cpu_count()} CPUs, 1-min load average {load_before:.1f} before / {load_after:.1f} at the end "
+              f"(the machine is shared)\n")
         print(table(stats, wall))
         print()
         print("| Database check | value |\n|---|---:|")

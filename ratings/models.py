@@ -12,6 +12,11 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def new_shuffle() -> int:
+    """A random rank fixed at creation: items of equal need are served in a random, indexable order."""
+    return secrets.randbelow(2**31 - 1)
+
+
 class StudyMode(models.TextChoices):
     SINGLE = "single", "single images"
     PAIR = "pair", "side-by-side pairs"
@@ -135,10 +140,14 @@ class StudyItem(models.Model):
     target = models.PositiveIntegerField(help_text="Ratings wanted (the study's k when the item was made).")
     n_assigned = models.PositiveIntegerField(default=0, help_text="Open + done assignments.")
     n_done = models.PositiveIntegerField(default=0)
+    shuffle = models.PositiveIntegerField(default=new_shuffle, editable=False)
 
     class Meta:
         ordering = ["study", "id"]
-        indexes = [models.Index(fields=["study", "n_assigned"])]
+        indexes = [
+            models.Index(fields=["study", "n_assigned", "shuffle"], name="item_next_idx"),
+            models.Index(fields=["study", "model_pair", "n_assigned", "shuffle"], name="item_next_in_group_idx"),
+        ]
         constraints = [
             models.CheckConstraint(condition=models.Q(n_assigned__lte=models.F("target")), name="item_assigned_lte_target"),
             models.CheckConstraint(condition=models.Q(n_done__lte=models.F("n_assigned")), name="item_done_lte_assigned"),

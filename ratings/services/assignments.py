@@ -40,8 +40,8 @@ from ..types import ItemCandidate
 from .errors import AlreadyAnswered, InvalidScores, ItemExpired, NotAssigned, RatingRefused
 from .panelists import panelist_check
 
-# How many free items one request locks to choose from (balanced) or offers a strategy (active).
-LOCK_POOL = 12
+# Groups (kind x model or model pair) tried before taking any free item; items a strategy sees.
+GROUPS_TRIED = 8
 ACTIVE_POOL = 200
 SKIP_REASON_MAX = 200
 EXPIRE_EVERY_S = 5
@@ -131,30 +131,56 @@ def _free_items(*, study: Study, seen: set[int], last_prompt: int | None):
     return qs
 
 
-def _pick_balanced(*, study: Study, locked: list[StudyItem]) -> StudyItem:
-    """Fewest ratings first; among equals, the kind and model (pair) furthest behind, then chance."""
-    level = min(i.n_assigned for i in locked)
-    tied = [i for i in locked if i.n_assigned == level]
-    if len({(i.kind, i.model_pair) for i in tied}) > 1:
-        key = f"ratings:fill:{study.pk}"
-        sums = cache.get(key)
-        if sums is None:  # kept per process for a few seconds and updated by its own picks
-            sums = {
-                (r["kind"], r["model_pair"]): [r["a"] or 0, r["t"] or 0]
-                for r in StudyItem.objects.filter(study=study)
-                .values("kind", "model_pair")
-                .annotate(a=Sum("n_assigned"), t=Sum("target"))
-                .order_by()
-            }
-        fill = {k: (a / t if t else 1.0) for k, (a, t) in sums.items()}
-        lowest = min(fill.get((i.kind, i.model_pair), 0.0) for i in tied)
-        tied = [i for i in tied if fill.get((i.kind, i.model_pair), 0.0) == lowest]
-        chosen = _rng.choice(tied)
-        if (chosen.kind, chosen.model_pair) in sums:
-            sums[(chosen.kind, chosen.model_pair)][0] += 1
-        cache.set(key, sums, timeout=FILL_CACHE_S)
-        return chosen
-    return _rng.choice(tied)
+def _fill_sums(*, study: Study) -> dict[tuple[str, str], list[int]]:
+    """Assigned and wanted per (kind, model or model pair): how far behind each group is.
+
+    Kept per process for a few seconds and bumped by that process's own picks; a hint for
+    balance, never for the k limit (the row lock and the check constraint guard that).
+    """
+    sums = cache.get(f"ratings:fill:{study.pk}")
+    if sums is None:
+        sums = {
+            (r["kind"], r["model_pair"]): [r["a"] or 0, r["t"] or 0]
+            for r in StudyItem.objects.filter(study=study)
+            .values("kind", "model_pair")
+            .annotate(a=Sum("n_assigned"), t=Sum("target"))
+            .order_by()
+        }
+    return sums
+
+
+def _pick_balanced(*, study: Study, free) -> StudyItem | None:
+    """Lock one item: fewest assignments first; among those, the kind and model (pair) furthest behind.
+
+    1. the lowest assignment count among items this panelist may get (index walk, no lock);
+    2. groups ordered by how far behind they are, ties in random order; the first group with
+       a free item at that count gives it (SKIP LOCKED: busy rows go to other requests);
+    3. if racing requests took those, the first free item in (count, shuffle) order.
+    """
+    level = free.order_by("n_assigned", "shuffle").values_list("n_assigned", flat=True).first()
+    if level is None:
+        return None
+    free = free.select_related("first", "second", "prompt")  # what the page shows: no second query
+    sums = _fill_sums(study=study)
+    groups = sorted(sums, key=lambda g: (sums[g][0] / sums[g][1] if sums[g][1] else 1.0, _rng.random()))
+    item = None
+    for kind, model_pair in groups[:GROUPS_TRIED]:
+        item = _for_update(
+            free.filter(kind=kind, model_pair=model_pair, n_assigned=level).order_by("shuffle"), skip_locked=True
+        ).first()
+        if item is not None:
+            break
+    if item is None:
+        ordered = free.order_by("n_assigned", "shuffle")
+        item = _for_update(ordered, skip_locked=True).first()
+        if item is None and connection.features.has_select_for_update_skip_locked:
+            # Everything free is locked by other requests right now: wait for one instead of
+            # wrongly reporting "nothing left" (the row is re-checked after the other commits).
+            item = _for_update(ordered).first()
+    if item is not None and (item.kind, item.model_pair) in sums:
+        sums[(item.kind, item.model_pair)][0] += 1
+        cache.set(f"ratings:fill:{study.pk}", sums, timeout=FILL_CACHE_S)
+    return item
 
 
 def _pick_active(*, study: Study, panelist: Panelist, free) -> StudyItem | None:
@@ -162,7 +188,7 @@ def _pick_active(*, study: Study, panelist: Panelist, free) -> StudyItem | None:
     from ..active import pick_active_item
 
     rows = list(
-        free.order_by("n_assigned", "?").values(
+        free.order_by("n_assigned", "shuffle").values(
             "id", "kind", "first_id", "second_id", "first__model_id", "second__model_id", "prompt_id", "n_done"
         )[:ACTIVE_POOL]
     )
@@ -249,15 +275,9 @@ def _take(*, panelist: Panelist, now: datetime) -> Assignment | None:
         if item is None:
             return None
     else:
-        free = free.select_related("first", "second", "prompt")  # what the page shows: no second query
-        locked = list(_for_update(free.order_by("n_assigned", "?"), skip_locked=True)[:LOCK_POOL])
-        if not locked and connection.features.has_select_for_update_skip_locked:
-            # Everything free is locked by other requests right now: wait for one instead of
-            # wrongly reporting "nothing left" (the row is re-checked after the other commits).
-            locked = list(_for_update(free.order_by("n_assigned", "?"))[:1])
-        if not locked:
+        item = _pick_balanced(study=study, free=free)
+        if item is None:
             return None
-        item = _pick_balanced(study=study, locked=locked)
     expires = now + timedelta(minutes=study.assignment_timeout_minutes)
     criteria = study_criteria(study=study)
     if _wants_gold(study=study, criteria=criteria):
