@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, F, Max, Sum
+from django.db.models import Case, Count, F, IntegerField, Max, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -70,26 +70,24 @@ class RatingArrays:
 _SIDE_CODE = {Side.SINGLE: 0, Side.LEFT: 1, Side.RIGHT: 2}
 _ARRAY_FIELDS = (
     "id", "score", "criterion_id", "generation_id", "generation__model_id", "generation__prompt_id", "panelist_id",
-    "side", "assignment_id", "assignment__is_gold", "panelist__excluded", "is_simulated",
+    "side_code", "assignment_id", "assignment__is_gold", "panelist__excluded", "is_simulated",
 )
 
 
 def rating_arrays(*, study: Study) -> RatingArrays:
     """Every rating of a study as arrays, fetched through one cursor (no model instances)."""
-    qs = Rating.objects.filter(study=study).order_by().values_list(*_ARRAY_FIELDS)
+    side_code = Case(*(When(side=side, then=Value(code)) for side, code in _SIDE_CODE.items()),
+                     default=Value(0), output_field=IntegerField())
+    qs = Rating.objects.filter(study=study).order_by().annotate(side_code=side_code).values_list(*_ARRAY_FIELDS)
     sql, params = qs.query.sql_with_params()
     chunks: list[np.ndarray] = []
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         while True:
-            rows = cursor.fetchmany(50_000)
+            rows = cursor.fetchmany(100_000)
             if not rows:
                 break
-            chunks.append(np.array(
-                [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _SIDE_CODE.get(r[7], 0), r[8], bool(r[9]), bool(r[10]),
-                  bool(r[11])) for r in rows],
-                dtype=np.int64,
-            ))
+            chunks.append(np.array(rows, dtype=np.int64))
     data = np.concatenate(chunks) if chunks else np.zeros((0, len(_ARRAY_FIELDS)), dtype=np.int64)
     cols = data.T
     return RatingArrays(
@@ -97,6 +95,15 @@ def rating_arrays(*, study: Study) -> RatingArrays:
         panelist=cols[6], side=cols[7], assignment=cols[8], is_gold=cols[9].astype(bool),
         excluded=cols[10].astype(bool), simulated=cols[11].astype(bool),
     )
+
+
+def _index_of(values: np.ndarray, ids: list[int]) -> np.ndarray:
+    """Position of each value in ``ids`` (every value must be there), vectorised."""
+    ids_arr = np.asarray(ids, dtype=np.int64)
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(ids_arr)
+    return order[np.searchsorted(ids_arr[order], values)]
 
 
 def _dense(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -241,7 +248,7 @@ def leaderboard_compute(*, study: Study) -> dict:
         model_ids = [f["id"] for f in facts]
     m_index = {m: i for i, m in enumerate(model_ids)}
     n_models = len(model_ids)
-    model_of = np.array([m_index[m] for m in a.model.tolist()], dtype=np.int64) if len(a) else np.zeros(0, np.int64)
+    model_of = _index_of(a.model, model_ids)
     prompt_ids, prompt_of = _dense(a.prompt)
     panelist_ids, rater_of = _dense(a.panelist)
     categories = dict(Prompt.objects.filter(pk__in=prompt_ids.tolist()).values_list("id", "category"))
@@ -268,7 +275,7 @@ def leaderboard_compute(*, study: Study) -> dict:
         cats = prompt_category[pp] if y.size else np.array([], dtype=object)
         for cat in sorted(set(cats.tolist())):
             cs = cats == cat
-            t = stats.model_means(scores=y[cs], model=mm[cs], prompt=pp[cs], n_models=n_models,
+            t = stats.model_means(scores=y[cs], model=mm[cs], prompt=pp[cs], rater=rr[cs], n_models=n_models,
                                   n_prompts=max(len(prompt_ids), 1), n_resamples=CATEGORY_RESAMPLES, seed=c.pk)
             by_category.setdefault(cat, {})[c.key] = [_cell(t, i) for i in range(n_models)]
 
@@ -276,7 +283,7 @@ def leaderboard_compute(*, study: Study) -> dict:
     raters = _rater_summary(all_ratings=all_ratings, a=a, criteria=criteria, study=study)
     n_total = len(all_ratings)
     return {
-        "study_id": study.pk, "study_name": study.name, "status": study.status,
+        "study_id": study.pk, "study_name": study.name,
         "computed_at": timezone.now().isoformat(timespec="seconds"),
         "criteria": [{"id": c.pk, "key": c.key, "name": c.name} for c in criteria],
         "models": facts, "scores": scores, "by_category": by_category, "agreement": agreement,
@@ -295,8 +302,8 @@ def _pair_results(*, a: RatingArrays, criteria: list[Criterion], m_index: dict[i
     out: dict = {"n_pairs": 0, "by_criterion": {}, "position_bias": None}
     if pr["criterion"].size == 0:
         return out
-    lm = np.array([m_index[m] for m in pr["left_model"].tolist()], dtype=np.int64)
-    rm = np.array([m_index[m] for m in pr["right_model"].tolist()], dtype=np.int64)
+    ids = sorted(m_index, key=m_index.get)
+    lm, rm = _index_of(pr["left_model"], ids), _index_of(pr["right_model"], ids)
     _, pp = _dense(pr["prompt"])
     out["n_pairs"] = int(pr["criterion"].size)
     for c in criteria:
