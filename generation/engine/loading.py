@@ -17,6 +17,7 @@ import torch
 from .spec import LoadError, ModelSpec
 
 DENOISER_NAMES = ("transformer", "transformer_2", "unet", "prior", "decoder")
+FAST_FP8_KEY = "fast_mode_fp8"  # load_params flag: FP8 matmuls in fast mode (Hopper+, torchao)
 TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -118,6 +119,7 @@ def load_diffusers(spec: ModelSpec, *, device: str, offload: str) -> tuple[Any, 
     _check_source(spec)
     cls = _pipeline_class(spec)
     load_params = dict(spec.load_params)
+    load_params.pop(FAST_FP8_KEY, None)
     notes: list[str] = []
     kwargs: dict[str, Any] = {"dtype": TORCH_DTYPES[spec.dtype]}
     if spec.revision:
@@ -181,7 +183,7 @@ def load_transformers(spec: ModelSpec, *, device: str, offload: str) -> tuple[An
         notes.append(f"bitsandbytes {spec.quantization} (transformers)")
     if device.startswith("cuda") and (offload != "none" or spec.quantization != "none"):
         kwargs["device_map"] = "auto"  # accelerate spreads layers over GPU and CPU memory
-    kwargs.update(spec.load_params)
+    kwargs.update({k: v for k, v in spec.load_params.items() if k != FAST_FP8_KEY})
     try:
         model = AutoModelForCausalLM.from_pretrained(spec.source, **kwargs)
     except Exception as exc:  # noqa: BLE001
@@ -199,21 +201,40 @@ def load_transformers(spec: ModelSpec, *, device: str, offload: str) -> tuple[An
     return model, ("model" if "device_map" in kwargs and offload != "none" else "none"), notes
 
 
-def apply_fast_mode(pipe: Any, *, device: str) -> tuple[bool, str]:
-    """Opt-in torch.compile of the denoiser: regional where the class lists its repeated blocks."""
+def _fp8(module: torch.nn.Module, *, device: str) -> str:
+    """Dynamic FP8 (per-row) for the denoiser's Linear layers, where the GPU has FP8 tensor cores."""
+    if torch.cuda.get_device_capability(device) < (8, 9):
+        return "fp8 skipped: needs compute capability 8.9+ (Ada/Hopper)"
+    try:
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+    except ImportError as exc:
+        return f"fp8 skipped: torchao is not importable ({exc})"
+    quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+    return "fp8: torchao Float8DynamicActivationFloat8Weight (per-row) on the denoiser's Linear layers"
+
+
+def apply_fast_mode(pipe: Any, *, device: str, fp8: bool = False) -> tuple[bool, list[str]]:
+    """Opt-in torch.compile of the denoiser: regional where the class lists its repeated blocks.
+
+    Default inductor mode (no max-autotune) keeps the compile short; the compile happens in
+    the engine's warm-up call, so its cost shows up as warm-up seconds, not image seconds.
+    """
     if not device.startswith("cuda"):
-        return False, "fast mode skipped: torch.compile is only used on CUDA"
+        return False, ["fast mode skipped: torch.compile is only used on CUDA"]
     for name in DENOISER_NAMES:
         module = getattr(pipe, name, None)
         if isinstance(module, torch.nn.Module):
             break
     else:
-        return False, "fast mode skipped: no transformer/unet to compile"
+        return False, ["fast mode skipped: no transformer/unet to compile"]
+    notes = [_fp8(module, device=device)] if fp8 else []
     if getattr(module, "_repeated_blocks", None):
         module.compile_repeated_blocks(fullgraph=True)
-        return True, f"fast mode: compile_repeated_blocks on {name} ({', '.join(module._repeated_blocks)})"
-    setattr(pipe, name, torch.compile(module, fullgraph=False))
-    return True, f"fast mode: torch.compile({name})"
+        notes.append(f"fast mode: compile_repeated_blocks on {name} ({', '.join(module._repeated_blocks)})")
+    else:
+        setattr(pipe, name, torch.compile(module, fullgraph=False))
+        notes.append(f"fast mode: torch.compile({name})")
+    return True, notes
 
 
 def load(spec: ModelSpec, *, device: str, offload: str | None = None) -> Loaded:
@@ -226,10 +247,10 @@ def load(spec: ModelSpec, *, device: str, offload: str | None = None) -> Loaded:
     fast = False
     if spec.fast_mode and spec.backend == "diffusers":
         if applied == "none":
-            fast, note = apply_fast_mode(model, device=device)
+            fast, fast_notes = apply_fast_mode(model, device=device, fp8=bool(spec.load_params.get(FAST_FP8_KEY)))
+            notes.extend(fast_notes)
         else:
-            note = "fast mode skipped: not combined with CPU offload"
-        notes.append(note)
+            notes.append("fast mode skipped: not combined with CPU offload")
     return Loaded(
         spec=spec, backend=spec.backend, model=model, offload=applied,
         size_bytes=estimate_bytes(model, backend=spec.backend, offload=applied),

@@ -223,3 +223,11 @@ def test_overlap_changes_timing_only_not_images_or_order(tiny_specs):
     assert [o.key for o in overlapped] == [o.key for o in sequential] == ["k0", "k1", "k2"]
     for a, b in zip(overlapped, sequential, strict=True):
         assert list(a.image.getdata()) == list(b.image.getdata())
+
+
+def test_fast_mode_is_not_faked_on_a_cpu(tiny_specs):
+    spec = dataclasses.replace(tiny_specs["flux"], fast_mode=True, load_params={"fast_mode_fp8": True})
+    engine = Engine(device="cpu")
+    [outcome] = list(engine.render(spec, REQUESTS[:1]))
+    assert outcome.ok and outcome.fast_mode_used is False  # the speed column must not claim fast mode
+    assert any("fast mode skipped" in note for note in engine.load(spec).notes)
