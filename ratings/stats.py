@@ -14,6 +14,7 @@ resamples cost one ``(B × P) @ (P × M)`` matrix product, whatever the number o
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -30,14 +31,23 @@ DEFAULT_LEVEL = 0.95
 # --------------------------------------------------------------------------- helpers
 
 
+@functools.lru_cache(maxsize=32)
 def prompt_weights(*, n_prompts: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
-    """Resample weights (B × P): how often each prompt is drawn in each bootstrap resample."""
+    """Resample weights (B × P): how often each prompt is drawn in each bootstrap resample.
+
+    Cached (read-only): a leaderboard asks for the same weights for many tables.
+    """
     if n_prompts < 1:
         raise ValueError("need at least one prompt to bootstrap")
     if n_resamples < 1:
         raise ValueError("n_resamples must be >= 1")
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n_prompts, np.full(n_prompts, 1.0 / n_prompts), size=n_resamples).astype(np.float64)
+    draws = rng.integers(0, n_prompts, size=(n_resamples, n_prompts))
+    draws += np.arange(n_resamples)[:, None] * n_prompts
+    w = np.bincount(draws.ravel(), minlength=n_resamples * n_prompts).reshape(n_resamples, n_prompts)
+    w = w.astype(np.float64)
+    w.flags.writeable = False
+    return w
 
 
 def _percentile_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
