@@ -253,6 +253,24 @@ def panelist(token: str, port: int, deadline: float, think: str, stats: Stats, s
 # --- report ------------------------------------------------------------------------------
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children (gunicorn workers)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    try:
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -316,6 +334,7 @@ def main() -> int:
             except OSError:
                 time.sleep(0.2)
         load_before = os.getloadavg()[0]
+        server_cpu0, client_cpu0 = tree_cpu_seconds(server.pid), time.process_time()
         stats = Stats()
         ramp = 5.0
         start = time.monotonic()
@@ -331,6 +350,8 @@ def main() -> int:
             t.join(args.duration + ramp + 120)
         wall = time.monotonic() - start
         load_after = os.getloadavg()[0]
+        server_cpu = tree_cpu_seconds(server.pid) - server_cpu0
+        client_cpu = time.process_time() - client_cpu0
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
         server = None
@@ -341,7 +362,10 @@ def main() -> int:
               f"{os.cpu_count()} CPUs, 1-min load average {load_before:.1f} before / {load_after:.1f} at the end "
               f"(the machine is shared)\n")
         print(table(stats, wall))
-        print()
+        n_requests = sum(len(v) for v in stats.latency.values())
+        print(f"\nCPU: gunicorn {server_cpu:.1f} s ({1000 * server_cpu / max(n_requests, 1):.1f} ms a request), "
+              f"these {args.panelists} simulated panelists {client_cpu:.1f} s, over {wall:.0f} s of wall time "
+              f"(PostgreSQL not counted)\n")
         print("| Database check | value |\n|---|---:|")
         for k, v in result.items():
             print(f"| {k} | {v} |")

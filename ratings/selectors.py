@@ -89,7 +89,8 @@ def criteria_for_prompt(*, study: Study, prompt: Prompt, criteria: list[Criterio
 
 
 def panelist_by_token(*, token: str) -> Panelist | None:
-    return Panelist.objects.select_related("study", "study__sweep").filter(token=token).first()
+    rows = list(Panelist.objects.select_related("study", "study__sweep").filter(token=token).order_by()[:1])
+    return rows[0] if rows else None
 
 
 def study_by_share_token(*, token: str) -> Study | None:

@@ -37,6 +37,7 @@ from ..models import (
 )
 from ..selectors import PROMPT_ACCURACY_KEY, criteria_for_prompt, study_criteria
 from ..types import ItemCandidate
+from . import item_sql
 from .errors import AlreadyAnswered, InvalidScores, ItemExpired, NotAssigned, RatingRefused
 from .panelists import panelist_check
 
@@ -149,7 +150,7 @@ def _fill_sums(*, study: Study) -> dict[tuple[str, str], list[int]]:
     return sums
 
 
-def _pick_balanced(*, study: Study, free) -> StudyItem | None:
+def _pick_balanced(*, study: Study, seen: set[int], last_prompt: int | None) -> StudyItem | None:
     """Lock one item: fewest assignments first; among those, the kind and model (pair) furthest behind.
 
     1. the lowest assignment count among items this panelist may get (index walk, no lock);
@@ -157,26 +158,23 @@ def _pick_balanced(*, study: Study, free) -> StudyItem | None:
        a free item at that count gives it (SKIP LOCKED: busy rows go to other requests);
     3. if racing requests took those, the first free item in (count, shuffle) order.
     """
-    level = free.order_by("n_assigned", "shuffle").values_list("n_assigned", flat=True).first()
+    where = {"study": study, "seen": seen, "last_prompt": last_prompt}
+    level = item_sql.free_level(**where)
     if level is None:
         return None
-    free = free.select_related("first", "second", "prompt")  # what the page shows: no second query
     sums = _fill_sums(study=study)
     groups = sorted(sums, key=lambda g: (sums[g][0] / sums[g][1] if sums[g][1] else 1.0, _rng.random()))
     item = None
     for kind, model_pair in groups[:GROUPS_TRIED]:
-        item = _for_update(
-            free.filter(kind=kind, model_pair=model_pair, n_assigned=level).order_by("shuffle"), skip_locked=True
-        ).first()
+        item = item_sql.lock_free_item(**where, kind=kind, model_pair=model_pair, level=level)
         if item is not None:
             break
     if item is None:
-        ordered = free.order_by("n_assigned", "shuffle")
-        item = _for_update(ordered, skip_locked=True).first()
+        item = item_sql.lock_free_item(**where)
         if item is None and connection.features.has_select_for_update_skip_locked:
             # Everything free is locked by other requests right now: wait for one instead of
             # wrongly reporting "nothing left" (the row is re-checked after the other commits).
-            item = _for_update(ordered).first()
+            item = item_sql.lock_free_item(**where, skip_locked=False)
     if item is not None and (item.kind, item.model_pair) in sums:
         sums[(item.kind, item.model_pair)][0] += 1
         cache.set(f"ratings:fill:{study.pk}", sums, timeout=FILL_CACHE_S)
@@ -269,13 +267,13 @@ def _take(*, panelist: Panelist, now: datetime) -> Assignment | None:
     seen, last_prompt, answered = history.seen, history.last_prompt, history.answered
     if study.items_per_panelist and answered >= study.items_per_panelist:
         return None
-    free = _free_items(study=study, seen=seen, last_prompt=last_prompt)
     if study.assignment_strategy == AssignmentStrategy.ACTIVE:
+        free = _free_items(study=study, seen=seen, last_prompt=last_prompt)
         item = _pick_active(study=study, panelist=panelist, free=free)
         if item is None:
             return None
     else:
-        item = _pick_balanced(study=study, free=free)
+        item = _pick_balanced(study=study, seen=seen, last_prompt=last_prompt)
         if item is None:
             return None
     expires = now + timedelta(minutes=study.assignment_timeout_minutes)
@@ -436,11 +434,12 @@ def _submit_locked(*, assignment_id: int, panelist: Panelist, to_scores, elapsed
     panelist_check(panelist=panelist)
     study = panelist.study  # the assignment's study: a panelist belongs to one study
     with transaction.atomic():
-        assignment = (
+        assignment = list(
             _for_update(Assignment.objects.filter(pk=assignment_id, panelist=panelist))
             .select_related("shown_prompt")
-            .first()
+            .order_by()[:1]
         )
+        assignment = assignment[0] if assignment else None
         if assignment is None:
             raise NotAssigned("This item is not assigned to you.")
         if assignment.status == AssignmentStatus.DONE:
