@@ -15,8 +15,9 @@ What it does, end to end:
 
     python benchmarks/panel_load.py --panelists 100 --duration 60
 
-The think time (default 1-3 s a item) is far quicker than a person (5-20 s), so the
-offered load is conservative. --think 0 measures saturation instead.
+The think time (default 4-8 s an item) is quicker than a person scoring two or three
+questions on one or two images (10-30 s), so the offered load is above a real panel's;
+--think 1-3 is a stress run, --think 0 measures saturation.
 """
 
 from __future__ import annotations
@@ -49,13 +50,14 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--panelists", type=int, default=100)
     p.add_argument("--duration", type=float, default=60.0, help="Seconds of load after everyone has started.")
-    p.add_argument("--think", default="1-3", help="Think time per item in seconds: 'a-b' uniform, or one number.")
+    p.add_argument("--think", default="4-8",
+                   help="Think time per item in seconds: 'a-b' uniform, or one number (0 = none: saturation).")
     p.add_argument("--prompts", type=int, default=200)
     p.add_argument("--models", type=int, default=5)
     p.add_argument("--k", type=int, default=3)
     p.add_argument("--canvas", type=int, default=256, help="Image side in pixels.")
-    p.add_argument("--workers", type=int, default=3, help="gunicorn worker processes.")
-    p.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (gthread).")
+    p.add_argument("--workers", type=int, default=4, help="gunicorn worker processes.")
+    p.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker (gthread).")
     p.add_argument("--pg", default=os.environ.get("PANEL_LOAD_PG", "postgres://postgres@127.0.0.1:5432/postgres"),
                    help="Admin connection used to create and drop the throwaway database (loopback only).")
     p.add_argument("--seed", type=int, default=1)
