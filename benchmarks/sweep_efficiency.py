@@ -242,7 +242,8 @@ def _psnr(a, b) -> float:
     return float("inf") if mse == 0 else round(10 * np.log10(255.0**2 / mse), 2)
 
 
-def fast_mode(work: Path, n: int, deadline: float) -> dict:
+def fast_mode(work: Path, n: int, deadline: float, variants: list[str], small_t5: bool = False,
+              out_dir: Path | None = None) -> dict:
     """Full-size FLUX.1 [dev] architecture, 1024^2, 28 steps: plain bf16 vs fast mode, all via the engine.
 
     Variants: plain bf16; fast = regional compile (compile_repeated_blocks, default mode);
@@ -254,7 +255,7 @@ def fast_mode(work: Path, n: int, deadline: float) -> dict:
     t5 = work / "t5-xxl"
     flux = work / "flux1-dev"
     t0 = time.perf_counter()
-    fm.build_shared_t5(t5, seed=1)
+    fm.build_shared_t5(t5, seed=1, medium=small_t5)
     fm.build("flux", flux, seed=3, t5_dir=t5)
     build_s = time.perf_counter() - t0
     engine = Engine(device="cuda")
@@ -262,10 +263,13 @@ def fast_mode(work: Path, n: int, deadline: float) -> dict:
                 num_inference_steps=28, guidance_scale=3.5, width=1024, height=1024,
                 extra_params={"max_sequence_length": 512})
     requests = [RenderRequest(key=str(i), prompt=PROMPT_POOL[i], seed=SEED + i) for i in range(n)]
-    out: dict = {"build_s": round(build_s, 1)}
+    out: dict = {"build_s": round(build_s, 1), "t5": "2-layer T5 (d_model 4096)" if small_t5 else "T5-XXL"}
     plain_images = []
-    variants = (("plain", False, {}), ("fast", True, {}), ("fast_fp8", True, {"fast_mode_fp8": True}))
-    for label, fast, load_params in variants:
+    all_variants = (("plain", False, {}), ("fast", True, {}), ("fast_fp8", True, {"fast_mode_fp8": True}))
+    for label, fast, load_params in all_variants:
+        if label not in variants:
+            continue
+        log(f"fast-mode {label}: loading, warming up (compiles when fast)")
         if time.monotonic() > deadline:
             out[label] = {"skipped": "out of GPU time for this run"}
             continue
@@ -289,9 +293,11 @@ def fast_mode(work: Path, n: int, deadline: float) -> dict:
         elif plain_images:
             out[label]["psnr_vs_plain_db"] = [_psnr(a, o.image) for a, o in zip(plain_images, outcomes, strict=True)]
         log(f"fast-mode {label}: {out[label]}")
+        if out_dir:
+            (out_dir / "fast_mode_partial.json").write_text(json.dumps(out, indent=2, default=str))
         del loaded, outcomes
         engine.evict_all()
-    plain = out["plain"].get("median_s")
+    plain = out.get("plain", {}).get("median_s")
     for label in ("fast", "fast_fp8"):
         variant = out.get(label, {})
         if plain and variant.get("median_s"):
@@ -311,6 +317,9 @@ def main() -> None:
     parser.add_argument("--fast-images", type=int, default=3)
     parser.add_argument("--skip-fast", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--variants", default="plain,fast,fast_fp8", help="fast-mode variants to run")
+    parser.add_argument("--small-t5", action="store_true",
+                        help="fast-mode FLUX with a 2-layer T5 (transformer unchanged; saves GPU time)")
     parser.add_argument("--budget-s", type=float, default=500, help="skip fast-mode variants after this")
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="check the worker path on a CPU with the tiny demo models (no timings worth reading)")
@@ -346,7 +355,9 @@ def main() -> None:
         save()
     if not args.skip_fast:
         try:
-            results["fast_mode"] = fast_mode(args.work, args.fast_images, deadline=started + args.budget_s)
+            results["fast_mode"] = fast_mode(args.work, args.fast_images, deadline=started + args.budget_s,
+                                             variants=args.variants.split(","), small_t5=args.small_t5,
+                                             out_dir=args.out)
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
             results["fast_mode_error"] = f"{type(exc).__name__}: {exc}"
@@ -384,7 +395,7 @@ def print_table(r: dict) -> None:
               f"{ratio:.3f}x (target <= 1.05)")
     if "fast_mode" in r:
         f = r["fast_mode"]
-        print(f"FLUX.1-dev arch 1024^2 28 steps: plain {f['plain'].get('median_s')} s/img")
+        print(f"FLUX.1-dev arch 1024^2 28 steps: plain {f.get('plain', {}).get('median_s')} s/img")
         for label in ("fast", "fast_fp8"):
             v = f.get(label, {})
             if v.get("median_s"):

@@ -252,9 +252,24 @@ class Engine:
         loaded.warmup_seconds = time.perf_counter() - start or 1e-9
         self.events.append({"event": "warmup", "slug": loaded.spec.slug, "seconds": loaded.warmup_seconds})
 
+    def _others_bytes(self, loaded: loading.Loaded) -> int:
+        """CUDA bytes held by everything but this model (other cached models), to keep them out of its peak."""
+        mine = 0
+        modules = [loaded.model] if loaded.backend == "transformers" else loading.pipeline_modules(loaded.model).values()
+        seen: set[int] = set()
+        for module in modules:
+            for t in list(module.parameters()) + list(module.buffers()):
+                if t.is_cuda and id(t) not in seen:
+                    seen.add(id(t))
+                    mine += t.numel() * t.element_size()
+        return max(0, torch.cuda.memory_allocated(self.device) - mine)
+
     def _render_one(self, loaded: loading.Loaded, request: RenderRequest) -> RenderOutcome:
+        """One timed call. Peak VRAM is this model's: its weights and activations, not other cached models."""
         cuda = self.device.startswith("cuda")
+        others = 0
         if cuda:
+            others = self._others_bytes(loaded)
             torch.cuda.reset_peak_memory_stats(self.device)
         _sync(self.device)
         start = time.perf_counter()
@@ -265,8 +280,8 @@ class Engine:
             key=request.key,
             image=image,
             seconds=seconds,
-            peak_vram_allocated=torch.cuda.max_memory_allocated(self.device) if cuda else None,
-            peak_vram_reserved=torch.cuda.max_memory_reserved(self.device) if cuda else None,
+            peak_vram_allocated=torch.cuda.max_memory_allocated(self.device) - others if cuda else None,
+            peak_vram_reserved=torch.cuda.max_memory_reserved(self.device) - others if cuda else None,
             device="cuda" if cuda else "cpu",
             gpu_name=self.gpu_name,
             offload_used=loaded.offload,

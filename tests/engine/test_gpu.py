@@ -99,3 +99,13 @@ def test_eviction_returns_memory_to_the_driver(tiny_specs):
     engine.evict_all()
     assert torch.cuda.memory_allocated() - before < 0.05 * loaded_bytes
     assert torch.cuda.memory_reserved() - torch.cuda.memory_allocated() < 2 * 2**20  # cache given back
+
+
+def test_peak_vram_is_the_models_own_not_the_caches(tiny_specs):
+    alone = list(Engine(device="cuda").render(tiny_specs["zimage"], REQUESTS[:1]))[0]
+    engine = Engine(device="cuda")
+    list(engine.render(tiny_specs["sd3"], REQUESTS[:1]))
+    list(engine.render(tiny_specs["flux"], REQUESTS[:1]))  # both stay cached on the card
+    beside = list(engine.render(tiny_specs["zimage"], REQUESTS[:1]))[0]
+    assert engine.loaded_slugs() == ["tiny-sd3", "tiny-flux", "tiny-zimage"]
+    assert abs(beside.peak_vram_allocated - alone.peak_vram_allocated) < 0.1 * alone.peak_vram_allocated + 2**20
