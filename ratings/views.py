@@ -14,6 +14,8 @@ from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
+from generation.models import Generation
+
 from . import selectors, services
 from .forms import CriterionForm, ExcludeForm, StudyCreateForm
 from .models import Assignment, AssignmentKind, Panelist, Study, StudyStatus
@@ -24,6 +26,7 @@ SCALE = range(1, 11)
 SKIP_REASONS = ("The image did not load", "The image is offensive", "I cannot judge this one")
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 CHECKED = mark_safe(" checked")
+IMAGE_STORAGE = Generation._meta.get_field("image").storage
 FIELD = re.compile(r"(single|left|right)-([\w-]{1,50})")
 
 
@@ -236,10 +239,10 @@ def panelist_image(request: HttpRequest, token: str, public_id: str) -> HttpResp
     no-cache (no file name, no dates, no ETag), so nothing here tells models apart.
     """
     found = selectors.panelist_open_image(token=token, public_id=public_id)
-    if found is None or not found[0].image:
+    if found is None:
         return HttpResponse("Not found.", status=404, content_type="text/plain")
-    generation, image_format = found
-    with generation.image.open("rb") as fh:
+    name, image_format = found
+    with IMAGE_STORAGE.open(name, "rb") as fh:
         body = fh.read()
     return HttpResponse(body, content_type=CONTENT_TYPES.get(image_format, "application/octet-stream"))
 
