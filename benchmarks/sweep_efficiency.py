@@ -239,7 +239,7 @@ def _psnr(a, b) -> float:
 
     x, y = (np.asarray(i, dtype=np.float64) for i in (a, b))
     mse = float(((x - y) ** 2).mean())
-    return float("inf") if mse == 0 else round(10 * np.log10(255.0**2 / mse), 2)
+    return float("inf") if mse == 0 else round(float(10 * np.log10(255.0**2 / mse)), 2)
 
 
 def fast_mode(work: Path, n: int, deadline: float, variants: list[str], small_t5: bool = False,
