@@ -18,6 +18,10 @@ class StudyCreateForm(forms.Form):
     )
     gold_enabled = forms.BooleanField(required=False, initial=True, label="Gold items",
                                       help_text="Mix in images shown with the wrong prompt to check attention.")
+    items_per_panelist = forms.IntegerField(
+        min_value=0, initial=0, required=False, label="Items per panelist",
+        help_text="How many items one panelist is asked to rate (their progress shows n of m); 0 = as many as they like.",
+    )
     instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False,
                                    help_text="Shown to panelists before they start.")
 

@@ -265,6 +265,7 @@ def study_new(request: HttpRequest) -> HttpResponse:
             study = services.study_create(
                 sweep=data["sweep"], name=data["name"], mode=data["mode"], ratings_per_item=data["ratings_per_item"],
                 gold_enabled=data["gold_enabled"], instructions=data["instructions"], created_by=request.user,
+                items_per_panelist=data.get("items_per_panelist") or 0,
             )
         except services.StudySetupError as error:
             form.add_error(None, error.message)

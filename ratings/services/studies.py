@@ -59,6 +59,7 @@ def study_create(
     instructions: str = "",
     criteria: list[dict] | None = None,
     created_by=None,
+    items_per_panelist: int = 0,
 ) -> Study:
     """A draft study over a sweep with the default criteria (or the given ones)."""
     name = (name or "").strip()
@@ -85,6 +86,7 @@ def study_create(
             gold_enabled=gold_enabled,
             instructions=instructions,
             created_by=created_by,
+            items_per_panelist=max(int(items_per_panelist or 0), 0),
         )
         Criterion.objects.bulk_create(
             Criterion(

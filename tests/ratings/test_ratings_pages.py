@@ -230,9 +230,10 @@ def test_staff_create_study_and_add_criterion(client, admin_user):
     sweep, *_ = make_sweep(n_models=2, n_prompts=2)
     client.force_login(admin_user)
     response = client.post("/studies/new/", {"name": "new one", "sweep": sweep.pk, "mode": "both",
-                                             "ratings_per_item": 2, "gold_enabled": "on"})
+                                             "ratings_per_item": 2, "gold_enabled": "on", "items_per_panelist": 5})
     assert response.status_code == 302
     study = sweep.studies.get()
+    assert study.items_per_panelist == 5 and study.ratings_per_item == 2
     assert [c.key for c in study.criteria.all()] == ["prompt_accuracy", "photorealism", "text_rendering"]
     client.post(f"/studies/{study.pk}/criteria/", {"key": "aesthetics", "name": "Aesthetics",
                                                    "question": "How beautiful is it?", "categories": "Art, Nature"})
@@ -257,3 +258,14 @@ def test_admin_made_study_gets_default_criteria_and_items(client, admin_user):
     study = sweep.studies.get()
     assert [c.key for c in study.criteria.all()] == ["prompt_accuracy", "photorealism", "text_rendering"]
     assert study.items.count() == 4
+
+
+def test_staff_create_refuses_bad_input_and_creates_nothing(client, admin_user):
+    sweep, *_ = make_sweep(n_models=1, n_prompts=2)
+    client.force_login(admin_user)
+    bad_k = client.post("/studies/new/", {"name": "x", "sweep": sweep.pk, "mode": "single", "ratings_per_item": 0})
+    assert bad_k.status_code == 400
+    one_model = client.post("/studies/new/", {"name": "x", "sweep": sweep.pk, "mode": "pair", "ratings_per_item": 3})
+    assert one_model.status_code == 400
+    assert b"at least two models" in one_model.content
+    assert not sweep.studies.exists()
