@@ -3,8 +3,8 @@
 Chatbot-Arena style. A model's uncertainty *matters* while its interval still overlaps
 another model's: its rank is not settled. For each model and criterion we weigh the
 variance a further rating removes (σ²/n − σ²/(n+1)) by how unsettled its order is
-against its closest rival (two-sided p-value of the difference, 1 = indistinguishable,
-≈0 = clearly apart). An item's value is the mean over the images it shows (a pair costs the panelist two); the best
+against its closest rival (2·P(Z > gap / (se_i + se_j)): 1 = indistinguishable, 0.05 = the two
+95% intervals just touch, ≈0 = clearly apart). An item's value is the mean over the images it shows (a pair costs the panelist two); the best
 item wins, ties go to the item with the fewest ratings, then to chance. With too little
 data to estimate anything, it falls back to fewest-ratings-first (balanced).
 
@@ -28,11 +28,12 @@ PRIOR_VARIANCE = 4.0  # variance of one 1–10 rating assumed before data (SD 2)
 
 @dataclass(frozen=True)
 class ModelState:
-    """Per model × criterion sufficient statistics: n, mean, variance of one rating."""
+    """Per model × criterion: n, mean, variance of one rating, variance of the mean."""
 
     n: np.ndarray  # (M, C)
     mean: np.ndarray  # (M, C)
     var: np.ndarray  # (M, C)
+    mean_var: np.ndarray  # (M, C); cluster-robust over prompts when per-prompt sums are known
 
 
 def state_from_sums(*, n, total, total_sq) -> ModelState:
@@ -45,7 +46,27 @@ def state_from_sums(*, n, total, total_sq) -> ModelState:
         var = np.where(n > 1, (total_sq - n * mean**2) / (n - 1), np.nan)
     # shrink towards the prior so two identical ratings don't claim zero variance
     var = np.where(np.isnan(var), PRIOR_VARIANCE, (np.nan_to_num(var) * n + PRIOR_VARIANCE * 2) / (n + 2))
-    return ModelState(n=n, mean=mean, var=var)
+    return ModelState(n=n, mean=mean, var=var, mean_var=var / np.maximum(n, 1))
+
+
+def state_from_prompt_sums(*, n, total, total_sq) -> ModelState:
+    """ModelState from per-prompt counts and sums (M × C × P).
+
+    The variance of the mean is then cluster-robust over prompts (as the leaderboard's
+    prompt bootstrap sees it): ratings of one prompt are correlated, so piling more ratings
+    on the same prompts settles less than the rating count suggests. Without this a model
+    can look settled here while its reported interval still overlaps a rival's.
+    """
+    n = np.asarray(n, dtype=np.float64)
+    total = np.asarray(total, dtype=np.float64)
+    base = state_from_sums(n=n.sum(-1), total=total.sum(-1), total_sq=np.asarray(total_sq, dtype=np.float64).sum(-1))
+    n_mc = np.maximum(base.n, 1)
+    resid = total - np.nan_to_num(base.mean)[..., None] * n
+    n_prompts = (n > 0).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cluster = (resid**2).sum(-1) / n_mc**2 * n_prompts / np.maximum(n_prompts - 1, 1)
+    mean_var = np.where(n_prompts >= 2, np.maximum(cluster, base.mean_var), base.mean_var)
+    return ModelState(n=base.n, mean=base.mean, var=base.var, mean_var=mean_var)
 
 
 def model_priority(state: ModelState) -> np.ndarray:
@@ -54,10 +75,13 @@ def model_priority(state: ModelState) -> np.ndarray:
     n_models = n.shape[0]
     if n_models < 2:
         return np.ones(n_models)
-    se2 = var / np.maximum(n, 1)
-    # how unsettled each model's order is against its closest rival, per criterion
+    se2 = state.mean_var
+    # how unsettled each model's order is against its closest rival, per criterion. The spread is
+    # se_i + se_j, not sqrt(se_i² + se_j²): what must settle is that the two *intervals* stop
+    # overlapping (that is what the leaderboard's rank shows), which needs the wider gap.
     diff = np.abs(mean[:, None, :] - mean[None, :, :])
-    spread = np.sqrt(se2[:, None, :] + se2[None, :, :])
+    se = np.sqrt(se2)
+    spread = se[:, None, :] + se[None, :, :]
     with np.errstate(invalid="ignore", divide="ignore"):
         unsettled = 2.0 * norm.sf(diff / spread)
     unsettled = np.where(np.isnan(unsettled), 1.0, unsettled)
@@ -94,17 +118,18 @@ def pick_active_item(*, study, panelist, candidates: list[ItemCandidate]) -> Ite
     sums = model_rating_sums(study=study)
     model_ids = sorted({m for c in candidates for m in c.model_ids} | set(sums.model_ids))
     index = {m: i for i, m in enumerate(model_ids)}
-    n = np.zeros((len(model_ids), max(len(sums.criterion_ids), 1)))
-    total, total_sq = np.zeros_like(n), np.zeros_like(n)
     crit_index = {c: j for j, c in enumerate(sums.criterion_ids)}
-    for (model_id, crit_id), (cnt, s, s2) in sums.cells.items():
-        i, j = index[model_id], crit_index[crit_id]
-        n[i, j], total[i, j], total_sq[i, j] = cnt, s, s2
+    prompt_index = {p: k for k, p in enumerate(sums.prompt_ids)}
+    shape = (len(model_ids), max(len(crit_index), 1), max(len(prompt_index), 1))
+    n, total, total_sq = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    for (model_id, crit_id, prompt_id), (cnt, s, s2) in sums.cells.items():
+        at = (index[model_id], crit_index[crit_id], prompt_index[prompt_id])
+        n[at], total[at], total_sq[at] = cnt, s, s2
     if n.sum() == 0:
         # no data yet: balanced coverage
         fewest = min(c.n_ratings for c in candidates)
         return random.choice([c for c in candidates if c.n_ratings == fewest])
-    priority = model_priority(state_from_sums(n=n, total=total, total_sq=total_sq))
+    priority = model_priority(state_from_prompt_sums(n=n, total=total, total_sq=total_sq))
     pick = choose(
         priority=priority,
         candidate_models=[tuple(index[m] for m in c.model_ids) for c in candidates],
