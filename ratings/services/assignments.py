@@ -261,7 +261,13 @@ def _take(*, panelist: Panelist, now: datetime) -> Assignment | None:
     if history.open_id is not None:
         if history.open_expires > now:
             return Assignment.objects.get(pk=history.open_id)
-        assignments_expire(study=study, now=now)
+        # Their own item timed out: expire it here, waiting for its lock if another request holds
+        # it (a new open assignment must not meet the old one in the one-open constraint).
+        rows = list(_for_update(Assignment.objects.filter(pk=history.open_id, status=AssignmentStatus.OPEN))
+                    .values_list("id", "item_id"))
+        if rows:
+            Assignment.objects.filter(pk=history.open_id).update(status=AssignmentStatus.EXPIRED)
+            _release_items([rows[0][1]])
     elif _expiry_due(study=study, now=now):
         assignments_expire(study=study, now=now)
     seen, last_prompt, answered = history.seen, history.last_prompt, history.answered

@@ -323,3 +323,18 @@ def test_commands_create_study_and_invite_link(capsys, settings):
         call_command("create_study", "--sweep", "999999", "--name", "x")
     with pytest.raises(CommandError, match="No study"):
         call_command("invite_link", "--study", "999999")
+
+
+def test_own_timed_out_item_is_replaced_and_its_slot_freed():
+    sweep, *_ = make_sweep(n_models=2, n_prompts=3)
+    study = services.study_create(sweep=sweep, name="own", mode="single", ratings_per_item=1, gold_enabled=False)
+    services.study_open(study=study)
+    p = services.panelist_create(study=study)
+    old = services.assignment_next(panelist=p)
+    later = timezone.now() + timedelta(minutes=study.assignment_timeout_minutes + 1)
+    new = services.assignment_next(panelist=p, now=later)
+    old.refresh_from_db()
+    assert new.pk != old.pk and old.status == AssignmentStatus.EXPIRED
+    assert new.left_id != old.left_id  # seen once is seen
+    assert StudyItem.objects.get(pk=old.item_id).n_assigned == 0
+    assert Assignment.objects.filter(panelist=p, status=AssignmentStatus.OPEN).count() == 1
