@@ -163,6 +163,9 @@ class StudyItem(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.kind} item {self.pk} ({self.n_done}/{self.target})"
+
 
 class AssignmentStatus(models.TextChoices):
     OPEN = "open", "open"
@@ -211,6 +214,9 @@ class Assignment(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.kind} assignment {self.pk} ({self.status})"
+
 
 class Side(models.TextChoices):
     SINGLE = "single", "single"
@@ -238,3 +244,6 @@ class Rating(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["study", "criterion"])]
+
+    def __str__(self) -> str:
+        return f"rating {self.pk}: {self.score}"
