@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-KINDS = ("sd3", "flux", "zimage", "hunyuan")
+KINDS = ("sd3", "flux", "zimage", "ernie", "hunyuan")
 
 # What `build_demo_models` registers. `source` is chosen by the caller (MODEL_DIR/slug).
 DEMO_MODELS: list[dict[str, Any]] = [
@@ -38,6 +38,14 @@ DEMO_MODELS: list[dict[str, Any]] = [
         "backend": "diffusers", "pipeline_class": "ZImagePipeline", "dtype": "float32",
         "num_inference_steps": 2, "guidance_scale": 0.0, "width": 32, "height": 32,
         "extra_params": {"max_sequence_length": 32}, "load_params": {},
+    },
+    {
+        # ERNIE-Image settings (CFG 4.0, use_pe=False for repeatable output); GEN may register
+        # tiny-zimage as its fallback, like the reference "ERNIE falls back to Z-Image Turbo".
+        "slug": "tiny-ernie", "name": "Tiny ERNIE-Image (demo)", "kind": "ernie", "seed": 9,
+        "backend": "diffusers", "pipeline_class": "ErnieImagePipeline", "dtype": "float32",
+        "num_inference_steps": 3, "guidance_scale": 4.0, "width": 80, "height": 80,
+        "extra_params": {"use_pe": False}, "load_params": {}, "fallback": "tiny-zimage",
     },
     {
         "slug": "tiny-hunyuan", "name": "Tiny HunyuanImage-style (demo, transformers backend)", "kind": "hunyuan",
@@ -200,6 +208,44 @@ def _zimage():
     )
 
 
+def _ernie():
+    from diffusers import (
+        AutoencoderKLFlux2,
+        ErnieImagePipeline,
+        ErnieImageTransformer2DModel,
+        FlowMatchEulerDiscreteScheduler,
+    )
+    from transformers import Mistral3Config, Mistral3Model
+
+    # text_in_dim = the Ministral text hidden size; in_channels = 4 x VAE latent channels (2x2 patchify);
+    # rope_axes_dim sums to the head dim (32 / 2 heads).
+    text_encoder = Mistral3Model(Mistral3Config(
+        text_config=dict(model_type="ministral3", hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, head_dim=8, vocab_size=272,
+                         max_position_embeddings=512),
+        vision_config=dict(model_type="pixtral", hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                           num_attention_heads=2, image_size=32, patch_size=16, head_dim=8),
+        image_token_index=5, spatial_merge_size=1,
+    ))
+    transformer = ErnieImageTransformer2DModel(
+        hidden_size=32, num_attention_heads=2, num_layers=2, ffn_hidden_size=64, in_channels=16, out_channels=16,
+        patch_size=1, text_in_dim=16, rope_axes_dim=(4, 6, 6),
+    )
+    # adaLN gates and the output layer start at zero (identity blocks, zero prediction): give them
+    # small random values, or the prompt would never reach the image of an untrained model.
+    with torch.no_grad():
+        for param in transformer.parameters():
+            if param.dim() >= 1 and not param.any():
+                param.normal_(0.0, 0.1)
+    vae = AutoencoderKLFlux2(
+        block_out_channels=(8, 8), down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, latent_channels=4, norm_num_groups=4,
+        sample_size=32,
+    )
+    return ErnieImagePipeline(transformer=transformer, vae=vae, text_encoder=text_encoder,
+                              tokenizer=qwen_tokenizer(), scheduler=FlowMatchEulerDiscreteScheduler())
+
+
 def _hunyuan(path: Path) -> None:
     """A causal-LM-style model with its own code (auto_map) and a generate_image(), like HunyuanImage-3.0."""
     import importlib.util
@@ -226,7 +272,7 @@ def _hunyuan(path: Path) -> None:
             sys.modules.pop(name, None)
 
 
-_BUILDERS = {"sd3": _sd3, "flux": _flux, "zimage": _zimage}
+_BUILDERS = {"sd3": _sd3, "flux": _flux, "zimage": _zimage, "ernie": _ernie}
 
 
 def build_tiny_pipeline(*, kind: str, path: Path, seed: int) -> None:
