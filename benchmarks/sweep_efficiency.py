@@ -317,7 +317,8 @@ def main() -> None:
     parser.add_argument("--fast-images", type=int, default=3)
     parser.add_argument("--skip-fast", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
-    parser.add_argument("--variants", default="plain,fast,fast_fp8", help="fast-mode variants to run")
+    parser.add_argument("--variants", default="plain,fast",
+                        help="fast-mode variants: plain,fast,fast_fp8 (fp8 needs torchao; untimed so far)")
     parser.add_argument("--small-t5", action="store_true",
                         help="fast-mode FLUX with a 2-layer T5 (transformer unchanged; saves GPU time)")
     parser.add_argument("--budget-s", type=float, default=500, help="skip fast-mode variants after this")
