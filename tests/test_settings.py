@@ -25,3 +25,24 @@ def test_embedded_defaults_need_no_server(monkeypatch, tmp_path):
     ).stdout.split()
     assert out == ["django.db.backends.sqlite3", "filesystem://"]
     assert (tmp_path / "broker" / "queue").is_dir()
+
+
+def test_embedded_broker_keeps_its_files_in_the_data_dir(tmp_path):
+    """Publishing on the filesystem broker writes under EVALSITE_DATA_DIR, never the working directory."""
+    import subprocess
+    import sys
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    data = tmp_path / "data"
+    env = {"PATH": "/usr/bin:/bin", "EVALSITE_DATA_DIR": str(data), "HOME": str(tmp_path),
+           "PYTHONPATH": str(settings.BASE_DIR)}
+    subprocess.run(
+        [sys.executable, "-c",
+         "import django,os;os.environ['DJANGO_SETTINGS_MODULE']='evalsite.settings';django.setup();"
+         "from evalsite.celery import app;app.send_task('generation.tasks.render_chunk', args=[0], queue='gpu')"],
+        env=env, capture_output=True, text=True, cwd=cwd, check=True,
+    )
+    assert list(cwd.iterdir()) == []
+    assert any((data / "broker" / "control").iterdir())
+    assert len(list((data / "broker" / "queue").iterdir())) == 1
