@@ -28,11 +28,11 @@ test-fast: setup
 
 # Embedded demo: SQLite + filesystem broker, no services. Ctrl-C stops web and worker.
 demo: setup
-	$(BIN)/python manage.py demo
+	$(BIN)/python manage.py demo $(DEMO_ARGS)
 
 # Add simulated (flagged) ratings to the demo study so the leaderboard has content.
 demo-panel: setup
-	$(BIN)/python manage.py demo --panel
+	$(BIN)/python manage.py demo --panel $(DEMO_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

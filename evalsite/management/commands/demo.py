@@ -60,6 +60,12 @@ class Command(BaseCommand):
         if not PromptSuite.objects.filter(name=DEMO_SUITE).exists():
             call_command("import_prompts", str(SAMPLE_FILE), suite=DEMO_SUITE)
 
+        if "EVALSITE_SITE_URL" not in os.environ:
+            # Links printed here and made by the staff pages point at the address served.
+            settings.SITE_URL = f"http://{addr}"
+            os.environ["EVALSITE_SITE_URL"] = settings.SITE_URL
+        self.log_dir = Path(settings.DATA_DIR) / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         worker = self._start_worker()
         server = None
         try:
@@ -80,7 +86,11 @@ class Command(BaseCommand):
             if no_serve:
                 return
             server = self._start_server(addr)
-            self.stdout.write(f"Serving on http://{addr}/ with the worker running. Ctrl-C stops both.")
+            _wait_until_serving(server, addr)
+            self.stdout.write(
+                f"Serving on http://{addr}/ (web server pid {server.pid}) with the worker running "
+                f"(pid {worker.pid}); logs in {self.log_dir}. Ctrl-C stops both."
+            )
             self.stdout.flush()
             self._supervise(worker, server)
         finally:
@@ -96,8 +106,9 @@ class Command(BaseCommand):
     def _start_worker(self) -> subprocess.Popen:
         self._step("Starting a render worker (celery, embedded broker)")
         cmd = [sys.executable, "-m", "celery", "-A", "evalsite", "worker", "-Q", "gpu,default",
-               "--pool=solo", "-c", "1", "--loglevel=WARNING", "-n", f"demo-{os.getpid()}@%h"]
-        return subprocess.Popen(cmd, cwd=settings.BASE_DIR, start_new_session=True)
+               "--pool=solo", "-c", "1", "--loglevel=INFO", "-n", f"demo-{os.getpid()}@%h"]
+        self.stdout.write(f"  worker log: {self.log_dir / 'worker.log'}")
+        return _spawn(cmd, self.log_dir / "worker.log")
 
     def _demo_sweep(self, *, seeds: int):
         from generation.engine.tiny import DEMO_MODELS
@@ -171,8 +182,8 @@ class Command(BaseCommand):
 
     def _start_server(self, addr: str) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "gunicorn", "evalsite.wsgi", "-b", addr, "-w", "2", "--threads", "4",
-               "--access-logfile", "-", "--graceful-timeout", "5"]
-        return subprocess.Popen(cmd, cwd=settings.BASE_DIR, start_new_session=True)
+               "--access-logfile", str(self.log_dir / "access.log"), "--graceful-timeout", "5"]
+        return _spawn(cmd, self.log_dir / "web.log")
 
     def _supervise(self, worker: subprocess.Popen, server: subprocess.Popen) -> None:
         stop = {"now": False}
@@ -188,6 +199,29 @@ class Command(BaseCommand):
                     raise CommandError(f"The {name} exited with code {proc.returncode}.")
             time.sleep(0.5)
         self.stdout.write("Stopping web server and worker…")
+
+
+def _wait_until_serving(server: subprocess.Popen, addr: str, timeout: float = 60) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise CommandError(f"The web server exited with code {server.returncode}; is {addr} in use?")
+        try:
+            with urllib.request.urlopen(f"http://{addr}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise CommandError(f"The web server did not answer on {addr} within {timeout:.0f} s.")
+
+
+def _spawn(cmd: list[str], log: Path) -> subprocess.Popen:
+    """A child in its own process group (so Ctrl-C reaches it only through us), output to a log."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(cmd, cwd=settings.BASE_DIR, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def _stop(proc: subprocess.Popen | None, timeout: float = 15) -> None:
