@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from evalsite.views import healthz
+from evalsite.views import healthz, home
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("", include("prompts.urls")),
     path("", include("generation.urls")),

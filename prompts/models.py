@@ -53,12 +53,12 @@ class Prompt(models.Model):
             models.UniqueConstraint(fields=["suite", "position"], name="prompt_unique_position_per_suite"),
         ]
 
+    def __str__(self) -> str:
+        return self.text[:80]
+
     def save(self, *args, **kwargs):
         self.text_sha256 = text_digest(self.text)
         super().save(*args, **kwargs)
-
-    def __str__(self) -> str:
-        return self.text[:80]
 
     @property
     def asks_for_text(self) -> bool:

@@ -1,3 +1,4 @@
+import pytest
 from django.conf import settings
 
 
@@ -46,3 +47,17 @@ def test_embedded_broker_keeps_its_files_in_the_data_dir(tmp_path):
     assert list(cwd.iterdir()) == []
     assert any((data / "broker" / "control").iterdir())
     assert len(list((data / "broker" / "queue").iterdir())) == 1
+
+
+@pytest.mark.django_db
+def test_home_page_points_panelists_and_staff_somewhere(client, django_user_model):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert b"invite link" in response.content and b"/admin/login/?next=/studies/" in response.content
+    staff = django_user_model.objects.create_user("s", password="pw-12345678", is_staff=True)
+    client.force_login(staff)
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == "/studies/"
+    page = client.get("/studies/").content.decode()
+    for link in ('href="/studies/"', 'href="/sweeps/"', 'href="/suites/upload/"'):
+        assert link in page
