@@ -61,3 +61,18 @@ def test_home_page_points_panelists_and_staff_somewhere(client, django_user_mode
     page = client.get("/studies/").content.decode()
     for link in ('href="/studies/"', 'href="/sweeps/"', 'href="/suites/upload/"'):
         assert link in page
+
+
+def test_cache_url_selects_a_shared_redis_cache(tmp_path):
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "EVALSITE_DATA_DIR": str(tmp_path), "HOME": str(tmp_path),
+           "CACHE_URL": "redis://127.0.0.1:6379/1"}
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "import django,os;os.environ['DJANGO_SETTINGS_MODULE']='evalsite.settings';django.setup();"
+         "from django.conf import settings as s;print(s.CACHES['default']['BACKEND'])"],
+        env=env, capture_output=True, text=True, cwd=settings.BASE_DIR, check=True,
+    ).stdout.strip()
+    assert out == "django.core.cache.backends.redis.RedisCache"
