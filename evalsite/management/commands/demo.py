@@ -77,7 +77,8 @@ class Command(BaseCommand):
             self._step("Ready")
             self.stdout.write(
                 f"\n  Site:            {settings.SITE_URL}/\n"
-                f"  Staff login:     {settings.SITE_URL}/admin/  user {username}  password {password}\n"
+                f"  Staff login:     {settings.SITE_URL}/admin/login/?next=/studies/{study.pk}/"
+                f"  user {username}  password {password}\n"
                 f"  Study dashboard: {settings.SITE_URL}/studies/{study.pk}/\n"
                 f"  Leaderboard:     {settings.SITE_URL}/studies/{study.pk}/leaderboard/\n"
                 f"  Panelist invite: {invite}\n"
