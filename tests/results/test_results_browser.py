@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from ratings.results_services import ratings_simulate
@@ -13,7 +10,6 @@ from ratings.services import panelist_create, study_close
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SCREENSHOT = Path(settings.BASE_DIR) / "docs" / "screenshots" / "leaderboard.png"
 NAMES = ["FLUX.1 [dev]", "Stable Diffusion 3.5 Large", "Z-Image Turbo", "ERNIE-Image", "HunyuanImage-3.0"]
 
 
@@ -53,9 +49,6 @@ def test_leaderboard_for_staff_and_hidden_from_panelists_until_published(page, l
     assert page.get_by_role("heading", name="Side-by-side pairs").is_visible()
     assert page.locator("#position-bias").is_visible()
     assert "Simulated:" in page.locator(".banner").inner_text()
-    page.set_viewport_size({"width": 1280, "height": 900})
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
 
     # published after closing: the panelist's link shows the table
     study_close(study=study)
