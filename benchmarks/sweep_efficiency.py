@@ -318,7 +318,7 @@ def main() -> None:
     parser.add_argument("--skip-fast", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--variants", default="plain,fast",
-                        help="fast-mode variants: plain,fast,fast_fp8 (fp8 needs torchao; untimed so far)")
+                        help="fast-mode variants: plain,fast,fast_fp8 (fp8 needs torchao and a Hopper GPU)")
     parser.add_argument("--small-t5", action="store_true",
                         help="fast-mode FLUX with a 2-layer T5 (transformer unchanged; saves GPU time)")
     parser.add_argument("--budget-s", type=float, default=500, help="skip fast-mode variants after this")
