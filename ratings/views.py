@@ -258,7 +258,7 @@ def study_list(request: HttpRequest) -> HttpResponse:
 
 @staff_member_required
 def study_new(request: HttpRequest) -> HttpResponse:
-    form = StudyCreateForm(request.POST or None)
+    form = StudyCreateForm(request.POST or None, initial={"sweep": request.GET.get("sweep")})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

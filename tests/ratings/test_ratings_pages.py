@@ -269,3 +269,15 @@ def test_staff_create_refuses_bad_input_and_creates_nothing(client, admin_user):
     assert one_model.status_code == 400
     assert b"at least two models" in one_model.content
     assert not sweep.studies.exists()
+
+
+@pytest.mark.django_db
+def test_sweep_page_lists_its_studies_and_starts_a_new_one_with_the_sweep_chosen(client, django_user_model):
+    sweep, *_ = make_sweep(n_models=2, n_prompts=2)
+    study = services.study_create(sweep=sweep, name="Round one", mode="single", ratings_per_item=1)
+    client.force_login(django_user_model.objects.create_user("staff-s", password="pw-12345678", is_staff=True))
+    page = client.get(f"/sweeps/{sweep.pk}/").content.decode()
+    assert f'href="/studies/{study.pk}/"' in page and "Round one" in page
+    assert f'href="/studies/new/?sweep={sweep.pk}"' in page
+    form = client.get(f"/studies/new/?sweep={sweep.pk}").content.decode()
+    assert f'<option value="{sweep.pk}" selected>' in form
