@@ -1,12 +1,22 @@
 """Active assignment: give the next rating to where it most shrinks the uncertainty that matters.
 
-Chatbot-Arena style. A model's uncertainty *matters* while its interval still overlaps
-another model's: its rank is not settled. For each model and criterion we weigh the
-variance a further rating removes (σ²/n − σ²/(n+1)) by how unsettled its order is
-against its closest rival (2·P(Z > gap / (se_i + se_j)): 1 = indistinguishable, 0.05 = the two
-95% intervals just touch, ≈0 = clearly apart). An item's value is the mean over the images it shows (a pair costs the panelist two); the best
-item wins, ties go to the item with the fewest ratings, then to chance. With too little
-data to estimate anything, it falls back to fewest-ratings-first (balanced).
+Chatbot-Arena style. The leaderboard's question is the order, and an order is settled when every
+model's 95% interval is apart from its *neighbours'* in the current ranking (when all neighbours'
+intervals are apart, all are: they form a chain). So per criterion only the adjacent pairs of the
+ranking count, and each is scored by how settled it is: r = gap / (se_i + se_j) (the two intervals are
+apart once r > 1.96). The next rating goes to the least settled pair, to its member with the wider
+interval (a rating there shrinks the pair's spread most and moves its observed gap most). This is
+LUCB-style (Kalyanakrishnan et al. 2012) with a soft argmax: a pair weighs exp(−κ·r), κ = 12, so
+the least settled pair of the least settled criterion dominates, pairs already apart weigh almost
+nothing (< e^−23), and several criteria simply add up. A model's value is Σ weight × se over its
+(at most two) adjacent pairs per criterion. In ``benchmarks/simulate_panel.py`` this beats the
+earlier weighting (unsettledness against the closest rival × variance removed) on both designs.
+
+An item's value is the mean over the images it shows (a pair costs the panelist two); the best
+item wins; ties go to the item whose prompt this model has been rated on least (a new prompt
+shrinks a prompt-clustered interval faster than another rating of a seen one), then to the item
+with the fewest ratings, then to chance. A model with fewer than five ratings in a criterion
+comes first; with no data at all it falls back to fewest-ratings-first (balanced).
 
 The scoring core is pure numpy (used by ``benchmarks/simulate_panel.py``); only
 ``pick_active_item`` touches the database.
@@ -18,12 +28,12 @@ import random
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
 from .types import ItemCandidate
 
 MIN_RATINGS_PER_MODEL = 5  # below this a model's variance is a guess: rate it first
 PRIOR_VARIANCE = 4.0  # variance of one 1–10 rating assumed before data (SD 2)
+SHARPNESS = 12.0  # κ: a pair's weight is exp(−κ · gap / (se_i + se_j)); large = focus on the least settled pair
 
 
 @dataclass(frozen=True)
@@ -70,41 +80,42 @@ def state_from_prompt_sums(*, n, total, total_sq) -> ModelState:
 
 
 def model_priority(state: ModelState) -> np.ndarray:
-    """Value (M,) of one more rating of each model, summed over criteria."""
-    n, mean, var = state.n, state.mean, state.var
-    n_models = n.shape[0]
+    """Value (M,) of one more rating of each model, summed over criteria (see module doc)."""
+    n, mean = state.n, state.mean
+    n_models, n_crit = n.shape
     if n_models < 2:
         return np.ones(n_models)
-    se2 = state.mean_var
-    # how unsettled each model's order is against its closest rival, per criterion. The spread is
-    # se_i + se_j, not sqrt(se_i² + se_j²): what must settle is that the two *intervals* stop
-    # overlapping (that is what the leaderboard's rank shows), which needs the wider gap.
-    diff = np.abs(mean[:, None, :] - mean[None, :, :])
-    se = np.sqrt(se2)
-    spread = se[:, None, :] + se[None, :, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        unsettled = 2.0 * norm.sf(diff / spread)
-    unsettled = np.where(np.isnan(unsettled), 1.0, unsettled)
-    idx = np.arange(n_models)
-    unsettled[idx, idx, :] = 0.0
-    weight = unsettled.max(axis=1)  # (M, C)
-    gain = var / np.maximum(n, 1) - var / (n + 1)
-    value = (weight * gain).sum(axis=1)
+    se = np.sqrt(state.mean_var)
+    value = np.zeros(n_models)
+    for c in range(n_crit):
+        rated = np.flatnonzero(np.isfinite(mean[:, c]))
+        if rated.size < 2:
+            continue
+        order = rated[np.argsort(mean[rated, c], kind="stable")]
+        lo, hi = order[:-1], order[1:]  # adjacent pairs of the current ranking
+        settled = (mean[hi, c] - mean[lo, c]) / (se[lo, c] + se[hi, c])
+        weight = np.exp(-SHARPNESS * settled)
+        np.add.at(value, lo, weight * se[lo, c])
+        np.add.at(value, hi, weight * se[hi, c])
     # a model with too few ratings has an unknown variance: always worth rating first
     starved = (n < MIN_RATINGS_PER_MODEL).any(axis=1)
     return np.where(starved, np.inf, value)
 
 
 def choose(*, priority: np.ndarray, candidate_models: list[tuple[int, ...]], candidate_n: list[int],
-           rng: random.Random | None = None) -> int | None:
-    """Index of the best candidate: highest value per image shown (a pair costs two), then fewest
-    ratings, then chance."""
+           rng: random.Random | None = None, candidate_cover: list[int] | None = None) -> int | None:
+    """Index of the best candidate: highest value per image shown (a pair costs two), then the
+    fewest earlier ratings of its model(s) on its prompt (``candidate_cover``, when known), then
+    the fewest ratings of the item, then chance."""
     if not candidate_models:
         return None
     rng = rng or random.Random()
     values = [float(np.mean([priority[m] for m in models])) for models in candidate_models]
     best = max(values)
     tied = [i for i, v in enumerate(values) if v == best or (np.isinf(best) and np.isinf(v))]
+    if candidate_cover is not None:
+        least = min(candidate_cover[i] for i in tied)
+        tied = [i for i in tied if candidate_cover[i] == least]
     fewest = min(candidate_n[i] for i in tied)
     return rng.choice([i for i in tied if candidate_n[i] == fewest])
 
@@ -130,9 +141,14 @@ def pick_active_item(*, study, panelist, candidates: list[ItemCandidate]) -> Ite
         fewest = min(c.n_ratings for c in candidates)
         return random.choice([c for c in candidates if c.n_ratings == fewest])
     priority = model_priority(state_from_prompt_sums(n=n, total=total, total_sq=total_sq))
+    # ratings of (model, prompt): an answer scores every criterion, so take the largest count
+    seen = n.max(axis=1)
+    cover = [int(sum(seen[index[m], prompt_index[c.prompt_id]] for m in c.model_ids))
+             if c.prompt_id in prompt_index else 0 for c in candidates]
     pick = choose(
         priority=priority,
         candidate_models=[tuple(index[m] for m in c.model_ids) for c in candidates],
         candidate_n=[c.n_ratings for c in candidates],
+        candidate_cover=cover,
     )
     return None if pick is None else candidates[pick]
