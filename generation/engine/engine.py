@@ -171,6 +171,8 @@ class Engine:
         self._known_sizes[key] = loaded.size_bytes
         self.events.append({"event": "load", "slug": spec.slug, "offload": loaded.offload,
                             "bytes": loaded.size_bytes, "seconds": loaded.load_seconds, "notes": loaded.notes})
+        log.info("model %s: loaded in %.1f s on %s (%.2f GiB, offload %s)", spec.slug, loaded.load_seconds,
+                 self.device, loaded.size_bytes / 2**30, loaded.offload)
         return loaded
 
     def load(self, spec: ModelSpec) -> loading.Loaded:
@@ -251,6 +253,8 @@ class Engine:
             ) from exc
         loaded.warmup_seconds = time.perf_counter() - start or 1e-9
         self.events.append({"event": "warmup", "slug": loaded.spec.slug, "seconds": loaded.warmup_seconds})
+        log.info("model %s: warm-up call %.1f s (not counted in its seconds per image)", loaded.spec.slug,
+                 loaded.warmup_seconds)
 
     def _others_bytes(self, loaded: loading.Loaded) -> int:
         """CUDA bytes held by everything but this model (other cached models), to keep them out of its peak."""

@@ -16,7 +16,8 @@ from generation.engine.engine import WARMUP_STEPS
 REQUESTS = [RenderRequest(key=f"k{i}", prompt=f"prompt {i}", seed=100 + i) for i in range(3)]
 
 
-def test_cpu_measurements_are_honest(tiny_specs):
+def test_cpu_measurements_are_honest(tiny_specs, caplog):
+    caplog.set_level("INFO", logger="generation.engine.engine")
     engine = Engine(device="cpu")
     outcomes = list(engine.render(tiny_specs["sd3"], REQUESTS))
     assert [o.key for o in outcomes] == ["k0", "k1", "k2"]
@@ -28,6 +29,10 @@ def test_cpu_measurements_are_honest(tiny_specs):
         assert outcome.offload_used == "none"
     kinds = [e["event"] for e in engine.events]
     assert kinds == ["load", "warmup"]  # one load, one uncounted warm-up, then three timed images
+    # and the worker log says what the load and warm-up cost (they are not in the seconds per image)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("model tiny-sd3: loaded in ") and "on cpu" in m for m in messages), messages
+    assert any(m.startswith("model tiny-sd3: warm-up call ") for m in messages), messages
 
 
 def test_render_yields_each_image_before_the_next_is_rendered(tiny_specs):
