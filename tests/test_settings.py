@@ -1,5 +1,17 @@
+import subprocess
+import sys
+
 import pytest
 from django.conf import settings
+
+SETUP = "import django,os;os.environ['DJANGO_SETTINGS_MODULE']='evalsite.settings';django.setup();"
+
+
+def _in_fresh_process(code: str, *, home, cwd=None, **env: str) -> str:
+    """Run `code` after django.setup() in a new interpreter with only the given environment."""
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(settings.BASE_DIR), **env}
+    return subprocess.run([sys.executable, "-c", SETUP + code], env=environ, capture_output=True, text=True,
+                          cwd=cwd or settings.BASE_DIR, check=True).stdout
 
 
 def test_celery_gpu_defaults():
@@ -12,37 +24,24 @@ def test_celery_gpu_defaults():
     assert app.conf.task_routes["generation.tasks.render_chunk"] == {"queue": "gpu"}
 
 
-def test_embedded_defaults_need_no_server(monkeypatch, tmp_path):
+def test_embedded_defaults_need_no_server(tmp_path):
     """With no environment, the settings module picks SQLite and the filesystem broker."""
-    import subprocess
-    import sys
-
-    env = {"PATH": "/usr/bin:/bin", "EVALSITE_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
-    out = subprocess.run(
-        [sys.executable, "-c",
-         "import django,os;os.environ['DJANGO_SETTINGS_MODULE']='evalsite.settings';django.setup();"
-         "from django.conf import settings as s;print(s.DATABASES['default']['ENGINE']);print(s.CELERY_BROKER_URL)"],
-        env=env, capture_output=True, text=True, cwd=settings.BASE_DIR, check=True,
-    ).stdout.split()
+    out = _in_fresh_process(
+        "from django.conf import settings as s;print(s.DATABASES['default']['ENGINE']);print(s.CELERY_BROKER_URL)",
+        home=tmp_path, EVALSITE_DATA_DIR=str(tmp_path),
+    ).split()
     assert out == ["django.db.backends.sqlite3", "filesystem://"]
     assert (tmp_path / "broker" / "queue").is_dir()
 
 
 def test_embedded_broker_keeps_its_files_in_the_data_dir(tmp_path):
     """Publishing on the filesystem broker writes under EVALSITE_DATA_DIR, never the working directory."""
-    import subprocess
-    import sys
-
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     data = tmp_path / "data"
-    env = {"PATH": "/usr/bin:/bin", "EVALSITE_DATA_DIR": str(data), "HOME": str(tmp_path),
-           "PYTHONPATH": str(settings.BASE_DIR)}
-    subprocess.run(
-        [sys.executable, "-c",
-         "import django,os;os.environ['DJANGO_SETTINGS_MODULE']='evalsite.settings';django.setup();"
-         "from evalsite.celery import app;app.send_task('generation.tasks.render_chunk', args=[0], queue='gpu')"],
-        env=env, capture_output=True, text=True, cwd=cwd, check=True,
+    _in_fresh_process(
+        "from evalsite.celery import app;app.send_task('generation.tasks.render_chunk', args=[0], queue='gpu')",
+        home=tmp_path, cwd=cwd, EVALSITE_DATA_DIR=str(data),
     )
     assert list(cwd.iterdir()) == []
     assert any((data / "broker" / "control").iterdir())
@@ -64,15 +63,8 @@ def test_home_page_points_panelists_and_staff_somewhere(client, django_user_mode
 
 
 def test_cache_url_selects_a_shared_redis_cache(tmp_path):
-    import subprocess
-    import sys
-
-    env = {"PATH": "/usr/bin:/bin", "EVALSITE_DATA_DIR": str(tmp_path), "HOME": str(tmp_path),
-           "CACHE_URL": "redis://127.0.0.1:6379/1"}
-    out = subprocess.run(
-        [sys.executable, "-c",
-         "import django,os;os.environ['DJANGO_SETTINGS_MODULE']='evalsite.settings';django.setup();"
-         "from django.conf import settings as s;print(s.CACHES['default']['BACKEND'])"],
-        env=env, capture_output=True, text=True, cwd=settings.BASE_DIR, check=True,
-    ).stdout.strip()
+    out = _in_fresh_process(
+        "from django.conf import settings as s;print(s.CACHES['default']['BACKEND'])",
+        home=tmp_path, EVALSITE_DATA_DIR=str(tmp_path), CACHE_URL="redis://127.0.0.1:6379/1",
+    ).strip()
     assert out == "django.core.cache.backends.redis.RedisCache"
