@@ -50,7 +50,7 @@ CHILD_BASELINE = """
 import os, resource, django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalsite.settings")
 django.setup()
-from ratings import results_export, views_results  # noqa: F401  (what the exports import)
+from ratings.results import export, views  # noqa: F401  (what the exports import)
 from django.contrib.auth import get_user_model
 get_user_model().objects.count()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

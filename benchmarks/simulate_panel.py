@@ -25,13 +25,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ratings import active, stats  # noqa: E402
-from ratings.results_simulation import (  # noqa: E402
+from ratings.results import stats  # noqa: E402
+from ratings.results.simulation import (  # noqa: E402
     MID,
     Panel,
     biased_rater_assignment,
     draw_study,
-    score,
+    ratings_to_separation,
     simulate_balanced,
     simulate_pairs,
     true_means,
@@ -141,51 +141,6 @@ def biased_raters(n_studies: int) -> str:
 
 
 # --------------------------------------------------------------------------- 4. active vs balanced
-
-
-def _separated(tab: stats.MeanTable) -> bool:
-    return sorted(tab.rank.tolist()) == list(range(1, tab.rank.size + 1))
-
-
-def ratings_to_separation(*, panel: Panel, strategy: str, seed: int, n_prompts: int = 200, check_every: int = 20,
-                          max_ratings: int = 8000) -> int:
-    """Rate one image at a time (its model chosen by the strategy, its prompt the least rated for that
-    model) until every model's 95% CI is apart from every other's; return how many ratings that took."""
-    rng = np.random.default_rng(seed)
-    n_raters = 100
-    draw = draw_study(panel=panel, n_prompts=n_prompts, n_raters=n_raters, rng=rng)
-    m_count = panel.n_models
-    per_prompt = np.zeros((m_count, n_prompts), dtype=np.int64)
-    models, prompts, raters, scores = [], [], [], []
-    n = np.zeros((m_count, 1))
-    cell_n = np.zeros((m_count, 1, n_prompts))
-    cell_s, cell_s2 = np.zeros_like(cell_n), np.zeros_like(cell_n)
-    pyrng = __import__("random").Random(seed)
-    while len(scores) < max_ratings:
-        if strategy == "balanced":
-            fewest = n[:, 0].min()
-            m = pyrng.choice([i for i in range(m_count) if n[i, 0] == fewest])
-        else:
-            priority = active.model_priority(active.state_from_prompt_sums(n=cell_n, total=cell_s, total_sq=cell_s2))
-            m = active.choose(priority=priority, candidate_models=[(i,) for i in range(m_count)],
-                              candidate_n=[int(n[i, 0]) for i in range(m_count)], rng=pyrng)
-        row = per_prompt[m]
-        p = int(pyrng.choice(np.flatnonzero(row == row.min()).tolist()))
-        r = int(rng.integers(0, n_raters))
-        y = int(score(panel=panel, draw=draw, model=np.array([m]), prompt=np.array([p]), rater=np.array([r]),
-                      noise=rng.normal(0, panel.noise_sd, 1))[0])
-        per_prompt[m, p] += 1
-        models.append(m), prompts.append(p), raters.append(r), scores.append(y)
-        n[m, 0] += 1
-        cell_n[m, 0, p] += 1
-        cell_s[m, 0, p] += y
-        cell_s2[m, 0, p] += y * y
-        if len(scores) % check_every == 0 and n.min() >= 5:
-            tab = stats.model_means(scores=scores, model=models, prompt=prompts, rater=raters, n_models=m_count,
-                                    n_prompts=n_prompts, n_resamples=400, seed=seed)
-            if _separated(tab):
-                return len(scores)
-    return max_ratings
 
 
 def fixed_allocation_saving(panel: Panel, *, z: float = 1.96, n: int = 400_000, seed: int = 12345) -> float:

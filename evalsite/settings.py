@@ -83,6 +83,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # results is a package inside the ratings app, not an app: its tags are named here
+            "libraries": {"results_format": "ratings.results.format_tags"},
         },
     },
 ]

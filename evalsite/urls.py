@@ -10,5 +10,5 @@ urlpatterns = [
     path("", include("prompts.urls")),
     path("", include("generation.urls")),
     path("", include("ratings.urls")),
-    path("", include("ratings.urls_results")),
+    path("", include("ratings.results.urls")),
 ]

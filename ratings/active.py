@@ -124,7 +124,8 @@ def pick_active_item(*, study, panelist, candidates: list[ItemCandidate]) -> Ite
     """The candidate whose rating most shrinks the uncertainty that still matters (see module doc)."""
     if not candidates:
         return None
-    from .results_selectors import model_rating_sums
+    # Not a cycle: the scoring core above stays importable without Django (simulation, benchmarks).
+    from .selectors import model_rating_sums
 
     sums = model_rating_sums(study=study)
     model_ids = sorted({m for c in candidates for m in c.model_ids} | set(sums.model_ids))

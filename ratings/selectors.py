@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 
 from generation.models import Generation, GenerationStatus
@@ -350,3 +351,43 @@ def panelist_quality(*, study: Study) -> list[dict]:
             "agreement_n": len(agree),
         })
     return out
+
+
+# --------------------------------------------------------------------------- active assignment input
+
+
+ACTIVE_SUMS_SECONDS = 5  # the active strategy may use sums up to this old (one query per 5 s, not per request)
+
+
+@dataclass(frozen=True)
+class ModelRatingSums:
+    model_ids: list[int]
+    criterion_ids: list[int]
+    prompt_ids: list[int]
+    # (model, criterion, prompt) -> (n, sum, sum of squares)
+    cells: dict[tuple[int, int, int], tuple[int, float, float]]
+
+
+def model_rating_sums(*, study: Study) -> ModelRatingSums:
+    """n, sum and sum of squares per model × criterion × prompt: what the active strategy needs.
+
+    One GROUP BY (non-gold ratings of panelists not excluded), cached for a few seconds.
+    """
+    key = f"results:active-sums:{study.pk}"
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    rows = (
+        Rating.objects.filter(study=study, assignment__is_gold=False, panelist__excluded=False)
+        .values("generation__model_id", "criterion_id", "generation__prompt_id")
+        .annotate(n=Count("id"), s=Coalesce(Sum("score"), 0), s2=Coalesce(Sum(F("score") * F("score")), 0))
+        .order_by()
+    )
+    cells = {(r["generation__model_id"], r["criterion_id"], r["generation__prompt_id"]):
+             (r["n"], float(r["s"]), float(r["s2"])) for r in rows}
+    sums = ModelRatingSums(
+        model_ids=sorted({c[0] for c in cells}), criterion_ids=sorted({c[1] for c in cells}),
+        prompt_ids=sorted({c[2] for c in cells}), cells=cells,
+    )
+    cache.set(key, sums, ACTIVE_SUMS_SECONDS)
+    return sums

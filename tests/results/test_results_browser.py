@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from ratings.results_services import ratings_simulate
+from ratings.results.services import ratings_simulate
 from ratings.services import panelist_create, study_close
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -11,10 +11,10 @@ from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.db.models import Avg, Count
 
-from ratings import results_selectors as rs
 from ratings.models import Rating, StudyItem, StudyStatus
-from ratings.results_export import RATINGS_CSV_HEADER
-from ratings.results_services import ratings_simulate
+from ratings.results import selectors as rs
+from ratings.results.export import RATINGS_CSV_HEADER
+from ratings.results.services import ratings_simulate
 from ratings.services import panelist_create, panelist_exclude, study_close
 
 pytestmark = pytest.mark.django_db
@@ -54,7 +54,7 @@ def test_simulate_panel_fills_every_item_and_flags_everything(filled):
 
 def test_simulated_truth_is_deterministic_per_model():
     """Latent quality comes from a hash of model and criterion: stable across runs, different across models."""
-    from ratings.results_simulation import latent_quality_for
+    from ratings.results.simulation import latent_quality_for
 
     a = latent_quality_for("flux-dev:photorealism")
     assert a == latent_quality_for("flux-dev:photorealism")

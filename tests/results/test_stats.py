@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ratings import stats
-from ratings.results_simulation import (
+from ratings.results import stats
+from ratings.results.simulation import (
     Panel,
     biased_rater_assignment,
     draw_study,

@@ -7,7 +7,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from ratings.models import Study
-from ratings.results_export import ratings_csv_export, ratings_csv_write
+from ratings.results.export import ratings_csv_export, ratings_csv_write
 from ratings.services import RatingRefused
 
 

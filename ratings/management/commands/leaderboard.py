@@ -7,7 +7,7 @@ import csv
 from django.core.management.base import BaseCommand, CommandError
 
 from ratings.models import Study
-from ratings.results_selectors import board_order, leaderboard_get, leaderboard_rows
+from ratings.results.selectors import board_order, leaderboard_get, leaderboard_rows
 
 
 class Command(BaseCommand):

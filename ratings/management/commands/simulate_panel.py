@@ -7,7 +7,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from ratings.models import Study
-from ratings.results_services import ratings_simulate
+from ratings.results.services import ratings_simulate
 from ratings.services import RatingRefused
 
 

@@ -10,11 +10,11 @@ from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET
 
-from . import results_selectors as rs
-from .models import Panelist, Study
-from .results_charts import chart_for
-from .results_export import RATINGS_CSV_HEADER, csv_stream, ratings_export_rows
-from .views import SESSION_PANELISTS  # {study_id: token} of panelists this browser rated as
+from ..models import Panelist, Study
+from ..views import SESSION_PANELISTS  # {study_id: token} of panelists this browser rated as
+from . import selectors as rs
+from .charts import chart_for
+from .export import RATINGS_CSV_HEADER, csv_stream, ratings_export_rows
 
 
 def _csv_response(*, filename: str, header: list[str], rows, bom: bool) -> StreamingHttpResponse:

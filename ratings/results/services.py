@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import F
 
-from .models import Assignment, AssignmentKind, Study, StudyItem, StudyStatus
-from .results_simulation import MID, latent_quality_for
-from .selectors import PROMPT_ACCURACY_KEY, criteria_for_prompt
-from .services import (
+from ..models import Assignment, AssignmentKind, Study, StudyItem, StudyStatus
+from ..selectors import PROMPT_ACCURACY_KEY, criteria_for_prompt
+from ..services import (
     RatingRefused,
     StudySetupError,
     assignment_next,
@@ -27,6 +26,7 @@ from .services import (
     panelist_create,
     study_open,
 )
+from .simulation import MID, latent_quality_for
 
 CARELESS_SHARE = 0.1  # simulated panelists who answer at random (the attention checks should catch them)
 

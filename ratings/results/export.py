@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .models import AssignmentKind, Rating, Side, Study
-from .services import StudySetupError
+from ..models import AssignmentKind, Rating, Side, Study
+from ..services import StudySetupError
 
 RATINGS_CSV_HEADER = [
     "study", "rating_id", "prompt_id", "prompt", "category", "model", "model_slug", "seed", "criterion", "score",

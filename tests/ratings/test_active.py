@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 
-from ratings import active
-from ratings.results_simulation import Panel
+from ratings import active, selectors
+from ratings.results.simulation import Panel, ratings_to_separation
 from ratings.types import ItemCandidate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks.simulate_panel import ratings_to_separation  # noqa: E402
 
 
 def _state(means, n, sd=1.5):
@@ -70,8 +65,6 @@ def test_choose_prefers_value_then_fewest_ratings_and_prices_pairs_per_image():
 
 
 def test_pick_active_item_prefers_a_prompt_the_model_was_not_rated_on(monkeypatch):
-    import ratings.results_selectors as selectors
-
     # models 11 and 12 neck and neck (12 on fewer prompts: the wider interval), 13 far above
     scores = {11: [4, 6, 5, 5, 6, 4, 5, 5], 12: [5, 6, 4, 6, 5, 5], 13: [9, 9, 10, 9, 9, 10, 9, 9]}
     cells = {(m, 1, 100 + k): (1, float(y), float(y * y)) for m, ys in scores.items() for k, y in enumerate(ys)}

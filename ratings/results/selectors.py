@@ -1,6 +1,6 @@
 """Reads for the results: ratings as arrays, the leaderboard (computed once, cached), its per-model CSV table.
 
-The heavy lifting is ``ratings.stats``; this module only turns database rows into
+The heavy lifting is ``ratings.results.stats``; this module only turns database rows into
 integer-coded numpy arrays and the stats' answers into plain dicts for pages, CSV and
 commands. The leaderboard is cached under a *ratings version* (count and last id of the
 study's ratings, the excluded panelists, the criteria and the finished generations), so
@@ -16,15 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Case, Count, F, IntegerField, Max, Sum, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Case, Count, IntegerField, Max, Value, When
 from django.utils import timezone
 
 from generation.models import Generation, GenerationStatus, ImageModel
 from prompts.models import Prompt
 
-from .models import Criterion, Panelist, Rating, Side, Study, StudyStatus
-from .selectors import GOLD_FAIL_SCORE, GOLD_FLAG_BELOW, PROMPT_ACCURACY_KEY
+from ..models import Criterion, Panelist, Rating, Side, Study, StudyStatus
+from ..selectors import GOLD_FAIL_SCORE, GOLD_FLAG_BELOW, PROMPT_ACCURACY_KEY
 
 CACHE_SECONDS = 7 * 24 * 3600
 N_RESAMPLES = 2000
@@ -367,46 +366,6 @@ def _rater_summary(*, all_ratings: RatingArrays, a: RatingArrays, criteria: list
                          key=lambda r: r["consensus_r"])[:5],
         "gold_n": int(len(gold)),
     }
-
-
-# --------------------------------------------------------------------------- active assignment input
-
-
-ACTIVE_SUMS_SECONDS = 5  # the active strategy may use sums up to this old (one query per 5 s, not per request)
-
-
-@dataclass(frozen=True)
-class ModelRatingSums:
-    model_ids: list[int]
-    criterion_ids: list[int]
-    prompt_ids: list[int]
-    # (model, criterion, prompt) -> (n, sum, sum of squares)
-    cells: dict[tuple[int, int, int], tuple[int, float, float]]
-
-
-def model_rating_sums(*, study: Study) -> ModelRatingSums:
-    """n, sum and sum of squares per model × criterion × prompt: what the active strategy needs.
-
-    One GROUP BY (non-gold ratings of panelists not excluded), cached for a few seconds.
-    """
-    key = f"results:active-sums:{study.pk}"
-    hit = cache.get(key)
-    if hit is not None:
-        return hit
-    rows = (
-        Rating.objects.filter(study=study, assignment__is_gold=False, panelist__excluded=False)
-        .values("generation__model_id", "criterion_id", "generation__prompt_id")
-        .annotate(n=Count("id"), s=Coalesce(Sum("score"), 0), s2=Coalesce(Sum(F("score") * F("score")), 0))
-        .order_by()
-    )
-    cells = {(r["generation__model_id"], r["criterion_id"], r["generation__prompt_id"]):
-             (r["n"], float(r["s"]), float(r["s2"])) for r in rows}
-    sums = ModelRatingSums(
-        model_ids=sorted({c[0] for c in cells}), criterion_ids=sorted({c[1] for c in cells}),
-        prompt_ids=sorted({c[2] for c in cells}), cells=cells,
-    )
-    cache.set(key, sums, ACTIVE_SUMS_SECONDS)
-    return sums
 
 
 # --------------------------------------------------------------------------- the per-model CSV table
