@@ -108,6 +108,10 @@ class Panelist(models.Model):
     excluded = models.BooleanField(default=False, help_text="Ratings leave the score table; kept in exports.")
     excluded_reason = models.CharField(max_length=200, blank=True)
     is_simulated = models.BooleanField(default=False)
+    planned_items = models.PositiveIntegerField(
+        null=True, blank=True, editable=False,
+        help_text="Items this panelist was told to expect when they started (their progress total never shrinks).",
+    )
 
     class Meta:
         ordering = ["study", "created_at"]
@@ -247,3 +251,17 @@ class Rating(models.Model):
 
     def __str__(self) -> str:
         return f"rating {self.pk}: {self.score}"
+
+
+class RatingChange(models.Model):
+    """A score the panelist replaced through "previous": the rating holds the new score, this the old one."""
+
+    rating = models.ForeignKey(Rating, on_delete=models.CASCADE, related_name="changes")
+    score = models.PositiveSmallIntegerField(help_text="The score before this change.")
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["rating", "changed_at", "id"]
+
+    def __str__(self) -> str:
+        return f"rating {self.rating_id} was {self.score}"

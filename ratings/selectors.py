@@ -111,31 +111,52 @@ def study_share_url(*, study: Study) -> str:
     return settings.SITE_URL + reverse("ratings:panelist_home", kwargs={"token": study.share_token})
 
 
-def panelist_progress(*, panelist: Panelist, current: Assignment | None = None) -> dict:
-    """n of m: items answered (or skipped) and how many this panelist can be given in all.
-
-    m is the quota when the study sets one, else (or if smaller) what is left for them: free
-    items without an image they have seen, at most their unseen images / images per item.
-    Reuses what assignment_next just read about the panelist when it ran in this request.
-    """
-    history = panelist.__dict__.get("_history")
-    if history is not None:
-        seen, answered, open_now = history.seen, history.answered, int(current is not None)
-    else:
-        rows = list(Assignment.objects.filter(panelist=panelist).values_list("left_id", "right_id", "status"))
-        answered = sum(1 for *_, status in rows if status in (AssignmentStatus.DONE, AssignmentStatus.SKIPPED))
-        open_now = sum(1 for *_, status in rows if status == AssignmentStatus.OPEN)
-        seen = {g for left, right, _ in rows for g in (left, right) if g is not None}
+def panelist_items_estimate(*, panelist: Panelist, seen: int = 0) -> int:
+    """How many items this panelist can still be given: free items, at most their unseen images per item."""
     study = panelist.study
     left = study_free_count(study=study)
     if left:
         per_item = 1 if study.mode != "pair" else 2
-        left = min(left, max(sweep_done_count(sweep_id=study.sweep_id) - len(seen), 0) // per_item)
-    total = answered + open_now + left
+        left = min(left, max(sweep_done_count(sweep_id=study.sweep_id) - seen, 0) // per_item)
     if study.items_per_panelist:
-        total = min(total, study.items_per_panelist)
-    total = max(total, answered + open_now, 1)
-    return {"n": min(answered + 1, total), "answered": answered, "m": total}
+        left = min(left, study.items_per_panelist)
+    return left
+
+
+def panelist_counts(*, study: Study) -> dict[int, dict[str, int]]:
+    """Per panelist: items answered (gold included: the panelist cannot tell), skipped, open.
+
+    The one count behind the panelist's progress line, their thank-you page and the staff dashboard.
+    """
+    return {
+        r["panelist_id"]: {"answered": r["answered"], "skipped": r["skipped"], "open": r["open"]}
+        for r in Assignment.objects.filter(study=study).values("panelist_id").annotate(
+            answered=Count("id", filter=Q(status=AssignmentStatus.DONE)),
+            skipped=Count("id", filter=Q(status=AssignmentStatus.SKIPPED)),
+            open=Count("id", filter=Q(status=AssignmentStatus.OPEN)),
+        ).order_by()
+    }
+
+
+def panelist_progress(*, panelist: Panelist, current: Assignment | None = None) -> dict:
+    """Item n of m, with answered and skipped counted apart; m never shrinks.
+
+    m is what the panelist was told when they started (``planned_items``: the quota, or what was
+    free for them then); it only grows, when they go past it. Without a quota it reads "about m".
+    """
+    counts = Assignment.objects.filter(panelist=panelist).aggregate(
+        answered=Count("id", filter=Q(status=AssignmentStatus.DONE)),
+        skipped=Count("id", filter=Q(status=AssignmentStatus.SKIPPED)),
+    )
+    answered, skipped = counts["answered"], counts["skipped"]
+    handled = answered + skipped
+    planned = panelist.planned_items
+    if planned is None:  # started before plans were recorded
+        planned = handled + panelist_items_estimate(panelist=panelist)
+    quota = panelist.study.items_per_panelist
+    total = max(planned, handled + (current is not None), 1)
+    return {"n": min(handled + 1, total), "m": total, "about": not (quota and total == quota),
+            "answered": answered, "skipped": skipped, "handled": handled}
 
 
 def study_free_count(*, study: Study) -> int:
@@ -287,15 +308,7 @@ def panelist_quality(*, study: Study) -> list[dict]:
     Pearson r between the two where there is enough data. Four queries, whatever the panel size.
     """
     panelists = list(Panelist.objects.filter(study=study).order_by("created_at"))
-    stats = {
-        r["panelist_id"]: r
-        for r in Assignment.objects.filter(study=study)
-        .values("panelist_id")
-        .annotate(
-            done=Count("id", filter=Q(status=AssignmentStatus.DONE, is_gold=False)),
-            skipped=Count("id", filter=Q(status=AssignmentStatus.SKIPPED)),
-        )
-    }
+    stats = panelist_counts(study=study)  # the numbers each panelist is shown
     elapsed: dict[int, list[int]] = defaultdict(list)
     for pid, ms in Assignment.objects.filter(
         study=study, status=AssignmentStatus.DONE, elapsed_ms__isnull=False
@@ -338,7 +351,7 @@ def panelist_quality(*, study: Study) -> list[dict]:
         ms = elapsed.get(p.pk, [])
         out.append({
             "panelist": p,
-            "done": s.get("done", 0),
+            "done": s.get("answered", 0),
             "skipped": s.get("skipped", 0),
             "gold_n": len(g),
             "gold_failed": len(g) - passed,

@@ -257,7 +257,6 @@ def _expiry_due(*, study: Study, now: datetime) -> bool:
 def _take(*, panelist: Panelist, now: datetime) -> Assignment | None:
     study = panelist.study
     history = _history(panelist=panelist)
-    panelist.__dict__["_history"] = history  # the page's progress line reads it: no second query
     if history.open_id is not None:
         if history.open_expires > now:
             return Assignment.objects.get(pk=history.open_id)

@@ -53,9 +53,13 @@ def panelist_check(*, panelist: Panelist) -> None:
 
 
 def panelist_consent(*, panelist: Panelist) -> Panelist:
+    """Consent given: record it and the number of items they are told to expect (a total that never shrinks)."""
+    from ..selectors import panelist_items_estimate
+
     if panelist.consented_at is None:
         panelist.consented_at = timezone.now()
-        panelist.save(update_fields=["consented_at"])
+        panelist.planned_items = panelist_items_estimate(panelist=panelist)
+        panelist.save(update_fields=["consented_at", "planned_items"])
     return panelist
 
 

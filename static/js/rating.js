@@ -19,10 +19,84 @@
     if (fs) { fs.classList.add("current"); }
   }
 
+  // Long prompts are clipped to a few lines; "show more" opens them (only when something is hidden).
+  function initPrompt(item) {
+    var text = item.querySelector(".prompt");
+    var more = item.querySelector("button.show-more");
+    if (!text || !more) { return; }
+    more.hidden = text.scrollHeight <= text.clientHeight + 2;
+  }
+
+  // Full size: the image at its own pixels in a dialog, panned by scrolling or dragging.
+  // For pairs, X (or the button) flips A/B at the same spot: both share one canvas size.
+  var zoomIndex = 0;
+  function zoomImages() { return Array.prototype.slice.call(document.querySelectorAll("#rating-item .zoom-open")); }
+  function zoomShow(index, keepSpot) {
+    var dialog = document.getElementById("zoom");
+    var buttons = zoomImages();
+    if (!dialog || !buttons.length) { return; }
+    zoomIndex = (index + buttons.length) % buttons.length;
+    var source = buttons[zoomIndex].querySelector("img");
+    var pane = dialog.querySelector(".zoom-pane");
+    var img = pane.querySelector("img");
+    var left = pane.scrollLeft, top = pane.scrollTop;
+    img.src = source.currentSrc || source.src;
+    img.alt = source.alt;
+    img.width = source.getAttribute("width");
+    img.height = source.getAttribute("height");
+    dialog.querySelector(".zoom-label").textContent = buttons[zoomIndex].getAttribute("data-label");
+    dialog.classList.toggle("pair", buttons.length > 1);
+    if (!dialog.open) { dialog.showModal(); }
+    if (keepSpot) { pane.scrollLeft = left; pane.scrollTop = top; }
+    return pane;
+  }
+  function zoomOpen(index, fx, fy) {
+    var pane = zoomShow(index, false);
+    if (!pane) { return; }
+    pane.scrollLeft = Math.max(0, fx * pane.scrollWidth - pane.clientWidth / 2);
+    pane.scrollTop = Math.max(0, fy * pane.scrollHeight - pane.clientHeight / 2);
+  }
+  function zoomSetup() {
+    var dialog = document.getElementById("zoom");
+    if (!dialog || dialog.dataset.ready) { return; }
+    dialog.dataset.ready = "1";
+    dialog.querySelector(".zoom-close").addEventListener("click", function () { dialog.close(); });
+    dialog.querySelector(".zoom-flip").addEventListener("click", function () { zoomShow(zoomIndex + 1, true); });
+    dialog.addEventListener("close", function () { var b = zoomImages()[zoomIndex]; if (b) { b.focus(); } });
+    var pane = dialog.querySelector(".zoom-pane"), drag = null;
+    pane.addEventListener("pointerdown", function (ev) {
+      if (ev.pointerType !== "mouse") { return; }
+      drag = { x: ev.clientX, y: ev.clientY, l: pane.scrollLeft, t: pane.scrollTop };
+      ev.preventDefault();
+    });
+    window.addEventListener("pointermove", function (ev) {
+      if (drag) { pane.scrollLeft = drag.l - (ev.clientX - drag.x); pane.scrollTop = drag.t - (ev.clientY - drag.y); }
+    });
+    window.addEventListener("pointerup", function () { drag = null; });
+  }
+  document.addEventListener("click", function (ev) {
+    var button = ev.target.closest ? ev.target.closest("#rating-item .zoom-open") : null;
+    if (button) {
+      var box = button.getBoundingClientRect();
+      var fx = ev.clientX ? (ev.clientX - box.left) / box.width : 0.5;
+      var fy = ev.clientY ? (ev.clientY - box.top) / box.height : 0.5;
+      zoomOpen(zoomImages().indexOf(button), fx, fy);
+    }
+    var more = ev.target.closest ? ev.target.closest("button.show-more") : null;
+    if (more) {
+      var text = document.getElementById(more.getAttribute("aria-controls"));
+      var open = text.classList.toggle("expanded");
+      more.setAttribute("aria-expanded", String(open));
+      more.textContent = open ? "show less" : "show more";
+    }
+  });
+
   function init() {
     var item = document.getElementById("rating-item");
     if (!item) { return; }
     shownAt = Date.now();
+    zoomSetup();
+    initPrompt(item);
     var form = item.querySelector("form.rate-form");
     if (!form) { item.focus(); return; }
     var list = scales(form);
@@ -45,6 +119,12 @@
     if (ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
     var el = document.activeElement;
     if (el && (el.type === "text" || el.tagName === "TEXTAREA")) { return; }
+    var dialog = document.getElementById("zoom");
+    if (dialog && dialog.open) {
+      if (ev.key === "x" || ev.key === "X") { ev.preventDefault(); zoomShow(zoomIndex + 1, true); }
+      else if (ev.key === "z" || ev.key === "Z") { ev.preventDefault(); dialog.close(); }
+      return;
+    }
     var form = document.querySelector("#rating-item form.rate-form");
     if (!form) { return; }
     if (/^[0-9]$/.test(ev.key)) {
@@ -61,6 +141,13 @@
     } else if (ev.key === "Enter" && el && form.contains(el) && el.tagName !== "BUTTON") {
       ev.preventDefault();
       form.requestSubmit();
+    } else if (ev.key === "z" || ev.key === "Z") {
+      var cur = form.querySelector("fieldset.scale.current");
+      var shot = cur ? cur.closest(".shot") : null;
+      var buttons = zoomImages();
+      var at = shot ? buttons.indexOf(shot.querySelector(".zoom-open")) : 0;
+      ev.preventDefault();
+      zoomOpen(Math.max(at, 0), 0.5, 0.5);
     } else if ((ev.key === "s" || ev.key === "S") && !(el && el.closest && el.closest("details.skip"))) {
       var details = document.querySelector("#rating-item details.skip");
       if (details) {
