@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -12,6 +13,7 @@ from django.db import connection
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.urls import reverse
+from django.utils import timezone
 
 from generation.models import Generation, GenerationStatus
 from prompts.models import Prompt
@@ -34,6 +36,9 @@ GOLD_FAIL_SCORE = 6
 # A panelist is flagged below this gold pass rate.
 GOLD_FLAG_BELOW = 0.75
 PROMPT_ACCURACY_KEY = "prompt_accuracy"
+# "Previous": a panelist may change their last few answers of this sitting (while the study is open).
+CHANGE_LAST = 3
+CHANGE_WITHIN = timedelta(hours=1)
 
 
 # --- criteria -------------------------------------------------------------------
@@ -202,6 +207,21 @@ def assignment_shown(*, assignment: Assignment) -> list[Shown]:
     ]
 
 
+def panelist_changeable(*, panelist: Panelist, now: datetime) -> list[int]:
+    """Ids of the answers this panelist may still change, newest first: their last CHANGE_LAST
+    answered items (skips excluded: their slot went back to the pool), each within CHANGE_WITHIN."""
+    return list(
+        Assignment.objects.filter(panelist=panelist, status=AssignmentStatus.DONE, answered_at__gte=now - CHANGE_WITHIN)
+        .order_by("-answered_at", "-id").values_list("id", flat=True)[:CHANGE_LAST]
+    )
+
+
+def assignment_answers(*, assignment: Assignment) -> dict[str, int]:
+    """The saved scores of an assignment as the page names them ("<side>-<criterion key>")."""
+    return {f"{side}-{key}": score for side, key, score in
+            Rating.objects.filter(assignment=assignment).values_list("side", "criterion__key", "score")}
+
+
 def assignment_for_panelist(*, panelist: Panelist, assignment_id: int) -> Assignment | None:
     return (
         Assignment.objects.select_related("left", "right", "shown_prompt")
@@ -211,7 +231,8 @@ def assignment_for_panelist(*, panelist: Panelist, assignment_id: int) -> Assign
 
 
 def panelist_open_image(*, token: str, public_id: str) -> tuple[str, str] | None:
-    """(stored file name, image format) of an image, only while it is in this panelist's open item.
+    """(stored file name, image format) of an image, only while it is in this panelist's open item
+    (or in an answer they may still change).
 
     One query (in SQL: the ORM took longer to build it than the database to run it, and every
     item loads one or two images): a revoked link, someone else's image or an answered item
@@ -225,10 +246,12 @@ def panelist_open_image(*, token: str, public_id: str) -> tuple[str, str] | None
         f"JOIN {Generation._meta.db_table} g ON (g.id = a.left_id OR g.id = a.right_id) "
         f"JOIN {Study._meta.db_table} s ON s.id = a.study_id "
         f"JOIN {Sweep._meta.db_table} sw ON sw.id = s.sweep_id "
-        "WHERE p.token = %s AND p.revoked_at IS NULL AND a.status = %s AND g.public_id = %s LIMIT 1"
+        "WHERE p.token = %s AND p.revoked_at IS NULL AND g.public_id = %s"
+        " AND (a.status = %s OR (a.status = %s AND a.answered_at >= %s)) LIMIT 1"
     )
+    recent = timezone.now() - CHANGE_WITHIN  # answers the panelist may still change ("previous")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [token, AssignmentStatus.OPEN.value, public_id])
+        cursor.execute(sql, [token, public_id, AssignmentStatus.OPEN.value, AssignmentStatus.DONE.value, recent])
         row = cursor.fetchone()
     return (row[0], row[1]) if row and row[0] else None
 

@@ -10,6 +10,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
@@ -67,11 +68,13 @@ def _panelist_or_404(token: str) -> Panelist:
 
 
 def _item_context(*, panelist: Panelist, assignment: Assignment | None, chosen: dict | None = None,
-                  error: str = "") -> dict:
+                  error: str = "", changing: dict | None = None) -> dict:
     """What the rating page shows: images by side, the prompt, one 1-10 scale per criterion."""
+    changeable = selectors.panelist_changeable(panelist=panelist, now=timezone.now())
     ctx = {"panelist": panelist, "study": panelist.study, "token": panelist.token, "assignment": assignment,
-           "error": error, "skip_reasons": SKIP_REASONS,
-           "progress": selectors.panelist_progress(panelist=panelist, current=assignment),
+           "error": error, "skip_reasons": SKIP_REASONS, "changing": changing,
+           "previous_id": changeable[0] if changeable else None, "change_last": selectors.CHANGE_LAST,
+           "progress": selectors.panelist_progress(panelist=panelist, current=None if changing else assignment),
            "canvas": (panelist.study.sweep.canvas_width, panelist.study.sweep.canvas_height)}
     if assignment is None:
         return ctx
@@ -105,8 +108,10 @@ def _load_for_display(assignment: Assignment | None) -> Assignment | None:
 
 
 def _render_item(request: HttpRequest, panelist: Panelist, assignment: Assignment | None, *, saved: str = "",
-                 chosen: dict | None = None, error: str = "", status: int = 200) -> HttpResponse:
-    ctx = _item_context(panelist=panelist, assignment=_load_for_display(assignment), chosen=chosen, error=error)
+                 chosen: dict | None = None, error: str = "", status: int = 200,
+                 changing: dict | None = None) -> HttpResponse:
+    ctx = _item_context(panelist=panelist, assignment=_load_for_display(assignment), chosen=chosen, error=error,
+                        changing=changing)
     ctx["saved"] = saved
     template = "ratings/_item.html" if request.htmx else "ratings/rate.html"
     return _private(render(request, template, ctx, status=status))
@@ -209,6 +214,46 @@ def _next_after(request: HttpRequest, panelist: Panelist, *, saved: str, status:
     except RatingRefused as error:
         return _refused(request, error, token=panelist.token)
     return _render_item(request, panelist, following, saved=saved, status=status)
+
+
+def _changing(panelist: Panelist, assignment_id: int) -> dict | None:
+    """Where this answer sits among those the panelist may change (None: it can't be changed)."""
+    ids = selectors.panelist_changeable(panelist=panelist, now=timezone.now())
+    if assignment_id not in ids:
+        return None
+    i = ids.index(assignment_id)
+    return {"index": i + 1, "count": len(ids), "older": ids[i + 1] if i + 1 < len(ids) else None,
+            "newer": ids[i - 1] if i else None}
+
+
+@panelist_view
+def assignment_change(request: HttpRequest, token: str, assignment_id: int) -> HttpResponse:
+    """ "Previous": GET shows one of the last answers with its scores; POST replaces them."""
+    panelist = _panelist_or_404(token)
+    try:
+        services.panelist_check(panelist=panelist)
+    except RatingRefused as error:
+        return _refused(request, error, token=token)
+    if request.method == "POST":
+        try:
+            services.assignment_change_sides(assignment_id=assignment_id, panelist=panelist,
+                                             answers=_answers_from_post(request))
+        except services.InvalidScores as error:
+            assignment = selectors.assignment_for_panelist(panelist=panelist, assignment_id=assignment_id)
+            return _render_item(request, panelist, assignment, chosen=request.POST.dict(), error=error.message,
+                                status=error.status_code, changing=_changing(panelist, assignment_id))
+        except RatingRefused as error:
+            return _next_after(request, panelist, saved=error.message, status=error.status_code)
+        return _next_after(request, panelist, saved="Answer changed.")
+    if request.method != "GET":
+        return HttpResponse(status=405)
+    changing = _changing(panelist, assignment_id)
+    assignment = selectors.assignment_for_panelist(panelist=panelist, assignment_id=assignment_id)
+    if changing is None or assignment is None:
+        return _refused(request, services.AnswerLocked(
+            f"Only your last {selectors.CHANGE_LAST} answers of this sitting can be changed."), token=token)
+    return _render_item(request, panelist, assignment, changing=changing,
+                        chosen=selectors.assignment_answers(assignment=assignment))
 
 
 @require_POST

@@ -4,6 +4,7 @@ Everything here is what views, commands and other apps (simulate_panel) call.
 """
 
 from .assignments import (
+    assignment_change_sides,
     assignment_next,
     assignment_skip,
     assignment_submit,
@@ -13,6 +14,7 @@ from .assignments import (
 )
 from .errors import (
     AlreadyAnswered,
+    AnswerLocked,
     InvalidScores,
     ItemExpired,
     LinkRevoked,
@@ -43,6 +45,7 @@ from .studies import (
 
 __all__ = [
     "AlreadyAnswered",
+    "AnswerLocked",
     "DEFAULT_CRITERIA",
     "InvalidScores",
     "ItemExpired",
@@ -51,6 +54,7 @@ __all__ = [
     "RatingRefused",
     "StudyNotOpen",
     "StudySetupError",
+    "assignment_change_sides",
     "assignment_next",
     "assignment_skip",
     "assignment_submit",

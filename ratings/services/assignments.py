@@ -38,7 +38,7 @@ from ..models import (
 from ..selectors import PROMPT_ACCURACY_KEY, criteria_for_prompt, study_criteria
 from ..types import ItemCandidate
 from . import item_sql
-from .errors import AlreadyAnswered, InvalidScores, ItemExpired, NotAssigned, RatingRefused
+from .errors import AlreadyAnswered, AnswerLocked, InvalidScores, ItemExpired, NotAssigned, RatingRefused
 from .panelists import panelist_check
 
 # Groups (kind x model or model pair) tried before taking any free item; items a strategy sees.
@@ -406,21 +406,77 @@ def assignment_submit_sides(
     """
 
     def to_scores(assignment: Assignment) -> dict[tuple[int, int], object]:
-        sides = {Side.SINGLE: assignment.left_id} if assignment.kind == AssignmentKind.SINGLE else {
-            Side.LEFT: assignment.left_id, Side.RIGHT: assignment.right_id}
-        by_key = {c.key: c for c in study_criteria(study=panelist.study)}
-        out = {}
-        for (side, key), value in answers.items():
-            if side not in sides:
-                raise NotAssigned("That image is not part of this item.")
-            criterion = by_key.get(key)
-            if criterion is None:
-                raise InvalidScores(f"{key!r} is not a criterion of this study.")
-            out[(sides[side], criterion.pk)] = value
-        return out
+        return _side_scores(assignment=assignment, study=panelist.study, answers=answers)
 
     return _submit(assignment_id=assignment_id, panelist=panelist, to_scores=to_scores,
                    elapsed_ms=elapsed_ms, now=now)
+
+
+def _side_scores(*, assignment: Assignment, study: Study,
+                 answers: dict[tuple[str, str], object]) -> dict[tuple[int, int], object]:
+    """(side, criterion key) -> value becomes (image id, criterion id) -> value, for this assignment."""
+    sides = {Side.SINGLE: assignment.left_id} if assignment.kind == AssignmentKind.SINGLE else {
+        Side.LEFT: assignment.left_id, Side.RIGHT: assignment.right_id}
+    by_key = {c.key: c for c in study_criteria(study=study)}
+    out = {}
+    for (side, key), value in answers.items():
+        if side not in sides:
+            raise NotAssigned("That image is not part of this item.")
+        criterion = by_key.get(key)
+        if criterion is None:
+            raise InvalidScores(f"{key!r} is not a criterion of this study.")
+        out[(sides[side], criterion.pk)] = value
+    return out
+
+
+def assignment_change_sides(
+    *,
+    assignment_id: int,
+    panelist: Panelist,
+    answers: dict[tuple[str, str], object],
+    now: datetime | None = None,
+) -> list[Rating]:
+    """Change one of the panelist's last answers ("previous"): the new scores replace the old,
+    each old score is kept as a RatingChange.
+
+    Only an answer among their last CHANGE_LAST, within CHANGE_WITHIN, while the study is open.
+    The item's counters are untouched (it was counted once, when first answered), so no item
+    goes past its k, and the ratings stay one per (assignment, image, criterion).
+    """
+    from ..models import RatingChange
+    from ..selectors import CHANGE_LAST, panelist_changeable
+
+    now = now or timezone.now()
+    panelist_check(panelist=panelist)
+    study = panelist.study
+    with transaction.atomic():
+        assignment = _for_update(Assignment.objects.filter(pk=assignment_id, panelist=panelist)).select_related(
+            "shown_prompt").first()
+        if assignment is None:
+            raise NotAssigned("This item is not assigned to you.")
+        if assignment.status != AssignmentStatus.DONE or assignment.pk not in panelist_changeable(
+                panelist=panelist, now=now):
+            raise AnswerLocked(f"Only your last {CHANGE_LAST} answers of this sitting can be changed.")
+        criteria = criteria_for_prompt(study=study, prompt=assignment.shown_prompt)
+        expected = _expected_cells(assignment=assignment, criteria=criteria)
+        clean = _validate_scores(scores=_side_scores(assignment=assignment, study=study, answers=answers),
+                                 expected=expected, study=study, criteria=criteria)
+        existing = {(r.generation_id, r.criterion_id): r
+                    for r in _for_update(Rating.objects.filter(assignment=assignment))}
+        changes, kept = [], []
+        for cell, score in sorted(clean.items()):
+            rating = existing.get(cell)
+            if rating is None:  # a criterion added since: a new rating, still one per cell
+                rating = Rating.objects.create(
+                    assignment=assignment, generation_id=cell[0], criterion_id=cell[1], panelist=panelist,
+                    study_id=study.pk, score=score, side=expected[cell], is_simulated=panelist.is_simulated)
+            elif rating.score != score:
+                changes.append(RatingChange(rating=rating, score=rating.score, changed_at=now))
+                Rating.objects.filter(pk=rating.pk).update(score=score)
+                rating.score = score
+            kept.append(rating)
+        RatingChange.objects.bulk_create(changes)
+    return kept
 
 
 def _submit(*, assignment_id: int, panelist: Panelist, to_scores, elapsed_ms: int | None,
@@ -508,6 +564,7 @@ def assignment_skip(*, assignment_id: int, panelist: Panelist, reason: str, now:
 
 
 __all__ = [
+    "assignment_change_sides",
     "assignment_next",
     "assignment_skip",
     "assignment_submit",

@@ -29,6 +29,12 @@ class AlreadyAnswered(RatingRefused):
     status_code = 409
 
 
+class AnswerLocked(RatingRefused):
+    """An answer that can no longer be changed (too old, a skip, or not among the last few)."""
+
+    status_code = 409
+
+
 class ItemExpired(RatingRefused):
     status_code = 409
 

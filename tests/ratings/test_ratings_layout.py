@@ -44,6 +44,16 @@ def _axe(page) -> list[dict]:
             for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
+def _answer_by_keyboard(page, digit: str | None = None) -> None:
+    """Score every scale with the digit keys, save with Enter, wait for the next item."""
+    before = page.locator("#rating-item").get_attribute("data-assignment")
+    for i in range(page.locator("fieldset.scale").count()):
+        page.keyboard.press(digit or str(i % 9 + 1))
+    page.keyboard.press("Enter")
+    page.wait_for_function("(b) => document.getElementById('rating-item').getAttribute('data-assignment') !== b",
+                           arg=before)
+
+
 def _in_viewport(box, viewport) -> bool:
     return (box is not None and box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= viewport["width"] + 0.5
             and box["y"] + box["height"] <= viewport["height"] + 0.5)
@@ -120,12 +130,7 @@ def test_desktop_pair_fits_one_screen_zoom_flips_at_the_same_spot(page, live_ser
     page.keyboard.press("Escape")
     # Rate everything: the end page passes axe too and counts what was done.
     while page.locator("form.rate-form").count():
-        before = page.locator("#rating-item").get_attribute("data-assignment")
-        for i in range(page.locator("fieldset.scale").count()):
-            page.keyboard.press(str(i % 9 + 1))
-        page.keyboard.press("Enter")
-        page.wait_for_function("(b) => document.getElementById('rating-item').getAttribute('data-assignment') !== b",
-                               arg=before)
+        _answer_by_keyboard(page)
     assert "You answered" in page.locator("#rating-item").inner_text()
     assert _axe(page) == [], "end page"
 
@@ -156,3 +161,35 @@ def test_phone_pair_on_one_screen_touch_targets_no_keyboard_hints(browser, live_
     assert page.locator("#zoom .zoom-flip").bounding_box()["height"] >= 44
     assert _axe(page) == [], "phone pair page with zoom open"
     context.close()
+
+
+def test_previous_changes_the_last_answer_by_keyboard(page, live_server):
+    from ratings.models import Assignment, AssignmentStatus, Rating, RatingChange, StudyItem
+
+    viewport = {"width": 1280, "height": 800}
+    page.set_viewport_size(viewport)
+    study, panelist = _study("single")
+    services.panelist_consent(panelist=panelist)
+    page.goto(f"{live_server.url}/r/{panelist.token}/")
+    page.wait_for_selector("form.rate-form")
+    for _ in range(2):
+        _answer_by_keyboard(page, "3")
+    current = page.locator("#rating-item").get_attribute("data-assignment")
+    last = Assignment.objects.filter(panelist=panelist, status=AssignmentStatus.DONE).order_by("-answered_at").first()
+    counters = list(StudyItem.objects.filter(study=study).values_list("n_assigned", "n_done"))
+    page.get_by_role("link", name="← Previous answer").click()
+    page.wait_for_selector("text=Changing your answer 1 of 2")
+    assert page.locator("#rating-item").get_attribute("data-assignment") == str(last.pk)
+    assert page.locator("fieldset.scale input:checked").count() == page.locator("fieldset.scale").count()
+    _assert_all_visible(page, viewport)
+    assert page.locator("details.skip").count() == 0
+    assert _axe(page) == [], "change page"
+    page.keyboard.press("8")  # the first scale, then on to the others (already answered) and Save
+    page.keyboard.press("Enter")
+    page.wait_for_function("(c) => document.getElementById('rating-item').getAttribute('data-assignment') === c",
+                           arg=current)
+    assert page.locator("#saved").inner_text().strip() == "Answer changed."
+    scores = sorted(Rating.objects.filter(assignment=last).values_list("score", flat=True))
+    assert scores[-1] == 8 and scores.count(3) == len(scores) - 1
+    assert list(RatingChange.objects.values_list("score", flat=True)) == [3]
+    assert list(StudyItem.objects.filter(study=study).values_list("n_assigned", "n_done")) == counters
