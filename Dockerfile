@@ -7,6 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     EVALSITE_DATA_DIR=/data MEDIA_ROOT=/data/media HF_HOME=/models
 
 RUN apt-get update && apt-get install -y --no-install-recommends libpq5 curl \
+    tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-deu fonts-dejavu-core fonts-wqy-microhei \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 1000 evalsite \
     && mkdir -p /data /models && chown evalsite /data /models

@@ -13,7 +13,15 @@ $(BIN)/python:
 # Reinstall only when a requirements file changed (idempotent).
 # TORCH_PIP_ARGS lets a laptop take the small CPU build, e.g.
 #   make setup TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+# Tesseract OCR (text accuracy) and fonts for the demo painters come from Debian's packages,
+# installed with apt-get when missing (as root; otherwise it says what to install).
+OCR_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-deu fonts-dejavu-core fonts-wqy-microhei
+
 $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
+	@command -v tesseract >/dev/null && tesseract --list-langs 2>/dev/null | grep -q chi_sim || \
+	  { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(OCR_PACKAGES) >/dev/null || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(OCR_PACKAGES) >/dev/null; } || \
+	    echo "setup: OCR is off until you install: apt-get install $(OCR_PACKAGES)"; }
 	$(BIN)/python -m pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $(STAMP)

@@ -118,7 +118,7 @@ def build_tiny_models(work: Path) -> list[dict]:
     from generation.engine import tiny
 
     models = []
-    for entry in tiny.DEMO_MODELS:
+    for entry in tiny.TINY_MODELS:
         if entry["kind"] not in ("sd3", "flux"):
             continue
         path = work / entry["slug"]
@@ -366,7 +366,7 @@ def main() -> None:
 
         from generation.engine import tiny
 
-        tiny_entry = next(e for e in tiny.DEMO_MODELS if e["kind"] == "flux")
+        tiny_entry = next(e for e in tiny.TINY_MODELS if e["kind"] == "flux")
         tiny.build_tiny_pipeline(kind="flux", path=args.work / "warm-tiny", seed=tiny_entry["seed"])
         prompts = PROMPT_POOL[: args.prompts]
         seeds = SEEDS[: args.seeds] if args.seeds <= len(SEEDS) else list(range(args.seeds))

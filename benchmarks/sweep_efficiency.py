@@ -183,7 +183,7 @@ def worker_sweep(work: Path, paths: dict[str, Path], prompts: list[str], models_
         # measures what every later sweep costs.
         from generation.engine import tiny
 
-        entry = next(e for e in tiny.DEMO_MODELS if e["kind"] == "flux")
+        entry = next(e for e in tiny.TINY_MODELS if e["kind"] == "flux")
         tiny.build_tiny_pipeline(kind="flux", path=work / "warm-tiny", seed=entry["seed"])
         warm_model = ImageModel.objects.create(
             slug="warm-tiny", name="warm-up (tiny)", source=str(work / "warm-tiny"), pipeline_class="FluxPipeline",
@@ -370,7 +370,7 @@ def cpu_smoke(work: Path, prompts: list[str]) -> None:
     from generation.engine import tiny
 
     paths, table = {}, []
-    for entry in tiny.DEMO_MODELS:
+    for entry in tiny.TINY_MODELS:
         if entry["backend"] != "diffusers":
             continue
         paths[entry["slug"]] = work / entry["slug"]

@@ -183,6 +183,12 @@ class Generation(models.Model):
     heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last sign of life of the worker holding this image (while running)."
     )
+    # OCR of images whose prompt asks for text (generation.engine.ocr): what Tesseract read and how close it is.
+    ocr_text = models.TextField(blank=True, help_text="Text Tesseract recognised in the image.")
+    ocr_cer = models.FloatField(null=True, blank=True, help_text="Character error rate vs expected text (0–1).")
+    ocr_all_words = models.BooleanField(null=True, blank=True, help_text="Every expected word was recognised.")
+    ocr_languages = models.CharField(max_length=64, blank=True)
+    ocr_error = models.TextField(blank=True, help_text="Why OCR failed (it never fails the image).")
 
     class Meta:
         ordering = ["sweep", "model", "prompt", "seed"]

@@ -19,8 +19,9 @@ import torch
 
 KINDS = ("sd3", "flux", "zimage", "ernie", "hunyuan")
 
-# What `build_demo_models` registers. `source` is chosen by the caller (MODEL_DIR/slug).
-DEMO_MODELS: list[dict[str, Any]] = [
+# One tiny random-weight pipeline per real architecture (loading tests, benchmarks; `tiny_models_build`).
+# `source` is chosen by the caller. The demo draws with generation.engine.demo_draw instead.
+TINY_MODELS: list[dict[str, Any]] = [
     {
         "slug": "tiny-sd3", "name": "Tiny SD3 (demo)", "kind": "sd3", "seed": 3,
         "backend": "diffusers", "pipeline_class": "StableDiffusion3Pipeline", "dtype": "float32",
@@ -295,7 +296,7 @@ def build_tiny_pipeline(*, kind: str, path: Path, seed: int) -> None:
 
 
 def demo_spec_kwargs(entry: dict[str, Any], *, source: str) -> dict[str, Any]:
-    """The ModelSpec keyword arguments of one DEMO_MODELS entry."""
+    """The ModelSpec keyword arguments of one TINY_MODELS entry."""
     keys = ("slug", "backend", "pipeline_class", "dtype", "num_inference_steps", "guidance_scale",
             "width", "height", "extra_params", "load_params")
     return {key: entry[key] for key in keys} | {"source": source}

@@ -142,31 +142,53 @@ def _demo_model_complete(path: Path) -> bool:
     return (path / "model_index.json").is_file() or (path / "config.json").is_file()
 
 
-def demo_models_build(*, model_dir: Path, rebuild: bool = False) -> list[tuple[ImageModel, bool]]:
-    """Build the tiny offline pipelines under ``model_dir`` and register them.
-
-    Returns (model, built) pairs; a pipeline whose directory is complete is reused, so the
-    command is idempotent and cheap after the first run.
-    """
+def _build_atomically(*, path: Path, rebuild: bool, build) -> bool:
+    """Build into ``path`` unless it is complete; a killed build never leaves a half-written model behind."""
     import shutil
 
-    from generation.engine.tiny import DEMO_MODELS, build_tiny_pipeline
+    if not rebuild and _demo_model_complete(path):
+        return False
+    if path.exists():
+        shutil.rmtree(path)
+    tmp = path.with_name(path.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    build(tmp)
+    tmp.rename(path)
+    return True
+
+
+def demo_models_build(*, model_dir: Path, rebuild: bool = False) -> list[tuple[ImageModel, bool]]:
+    """Build the five demo painters (pipelines that draw the prompt, with known flaws) under ``model_dir``
+    and register them. Returns (model, built) pairs; a complete directory is reused (idempotent)."""
+    from generation.engine.demo_draw import DEMO_MODELS, PAINTERS
+    from generation.engine.demo_draw.pipeline import save_demo_painter
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for index, demo in enumerate(DEMO_MODELS):
+    for demo in DEMO_MODELS:
         path = (model_dir / demo["slug"]).resolve()
-        built = False
-        if rebuild or not _demo_model_complete(path):
-            if path.exists():
-                shutil.rmtree(path)
-            tmp = path.with_name(path.name + ".partial")
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            build_tiny_pipeline(kind=demo["kind"], path=tmp, seed=demo.get("seed", index))
-            tmp.rename(path)  # a killed build never leaves a half-written model behind
-            built = True
+        built = _build_atomically(path=path, rebuild=rebuild,
+                                  build=lambda tmp, slug=demo["slug"]: save_demo_painter(path=tmp, flaws=PAINTERS[slug]))
+        results.append((image_model_register_demo(demo=demo, path=path), built))
+    return results
+
+
+def tiny_models_build(*, model_dir: Path, rebuild: bool = False) -> list[tuple[ImageModel, bool]]:
+    """Build the tiny random-weight pipelines of the real architectures (loading tests, benchmarks) and
+    register them; like ``demo_models_build``, idempotent."""
+    from generation.engine.tiny import TINY_MODELS, build_tiny_pipeline
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for index, demo in enumerate(TINY_MODELS):
+        path = (model_dir / demo["slug"]).resolve()
+        built = _build_atomically(
+            path=path, rebuild=rebuild,
+            build=lambda tmp, demo=demo, index=index: build_tiny_pipeline(kind=demo["kind"], path=tmp,
+                                                                          seed=demo.get("seed", index)))
         results.append((image_model_register_demo(demo=demo, path=path), built))
     return results
 

@@ -26,6 +26,7 @@ from generation.models import Generation, GenerationStatus, ImageModel, Sweep, g
 
 if TYPE_CHECKING:
     from generation.engine import Engine, ModelSpec, RenderOutcome
+    from generation.engine.ocr import TextCheck
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +153,33 @@ def image_encode(*, outcome: RenderOutcome, sweep: Sweep) -> tuple[bytes | None,
         return None, f"could not normalise the image: {type(exc).__name__}: {exc}"
 
 
+def image_encode_and_check(
+    *, outcome: RenderOutcome, sweep: Sweep, expected_text: str, language: str
+) -> tuple[tuple[bytes | None, str], TextCheck | None]:
+    """image_encode, then OCR of the encoded image (what panelists see) when the prompt asks for text.
+
+    Runs on the encoding thread, beside the next render; an OCR failure is recorded, never fatal."""
+    encoded = image_encode(outcome=outcome, sweep=sweep)
+    if not expected_text or encoded[0] is None:
+        return encoded, None
+    import tempfile
+
+    from generation.engine.ocr import text_check
+
+    with tempfile.NamedTemporaryFile(suffix=f".{_extension(sweep.image_format)}") as file:
+        file.write(encoded[0])
+        file.flush()
+        return encoded, text_check(file.name, expected=expected_text, language=language)
+
+
+def generation_ocr_fields(*, check: TextCheck | None) -> dict[str, Any]:
+    """The Generation fields of one text check (empty when the prompt asks for no text)."""
+    if check is None:
+        return {}
+    return {"ocr_text": check.recognised[:4000], "ocr_cer": check.cer, "ocr_all_words": check.all_words,
+            "ocr_languages": check.languages, "ocr_error": check.error}
+
+
 def generation_save_outcome(
     *,
     generation_id: int,
@@ -161,6 +189,7 @@ def generation_save_outcome(
     settings_snapshot: dict[str, Any],
     fallback: ImageModel | None = None,
     encoded: tuple[bytes | None, str] | None = None,
+    text: TextCheck | None = None,
 ) -> str:
     """Store one rendered image, normalised for blindness, under the Generation's opaque name.
 
@@ -202,6 +231,8 @@ def generation_save_outcome(
             generation.height = sweep.canvas_height
             generation.status = GenerationStatus.DONE
             generation.error = ""
+            for name, value in generation_ocr_fields(check=text).items():
+                setattr(generation, name, value)
         generation.save()
     return generation.status
 
@@ -252,9 +283,10 @@ def _render_into(
     previous: tuple[Generation, RenderOutcome, Future] | None = None
 
     def save(generation: Generation, outcome: RenderOutcome, encoding: Future) -> None:
+        encoded, text = encoding.result()
         state = generation_save_outcome(
             generation_id=generation.pk, sweep=sweep, outcome=outcome, worker=worker,
-            settings_snapshot=snapshot, fallback=fallback, encoded=encoding.result(),
+            settings_snapshot=snapshot, fallback=fallback, encoded=encoded, text=text,
         )
         if state == "done":
             result.done += 1
@@ -269,7 +301,9 @@ def _render_into(
             generation = remaining.pop(outcome.key, None)
             if generation is None:
                 continue
-            encoding = _encoder().submit(image_encode, outcome=outcome, sweep=sweep)
+            encoding = _encoder().submit(image_encode_and_check, outcome=outcome, sweep=sweep,
+                                         expected_text=generation.prompt.expected_text,
+                                         language=generation.prompt.language)
             if previous is not None:
                 save(*previous)
             previous = (generation, outcome, encoding)

@@ -278,6 +278,7 @@ def leaderboard_compute(*, study: Study) -> dict:
                                   n_prompts=max(len(prompt_ids), 1), n_resamples=CATEGORY_RESAMPLES, seed=c.pk)
             by_category.setdefault(cat, {})[c.key] = [_cell(t, i) for i in range(n_models)]
 
+    ocr = ocr_results(study=study, model_ids=model_ids, a=a, criteria=criteria)
     pairs = _pair_results(a=a, criteria=criteria, m_index=m_index, n_models=n_models)
     raters = _rater_summary(all_ratings=all_ratings, a=a, criteria=criteria, study=study)
     n_total = len(all_ratings)
@@ -286,12 +287,59 @@ def leaderboard_compute(*, study: Study) -> dict:
         "computed_at": timezone.now().isoformat(timespec="seconds"),
         "criteria": [{"id": c.pk, "key": c.key, "name": c.name} for c in criteria],
         "models": facts, "scores": scores, "by_category": by_category, "agreement": agreement,
-        "pairs": pairs, "raters": raters,
+        "pairs": pairs, "raters": raters, "ocr": ocr,
         "n_ratings_total": n_total, "n_ratings_used": len(a),
         "n_ratings_excluded": int(all_ratings.excluded.sum()), "n_ratings_gold": int(all_ratings.is_gold.sum()),
         "n_ratings_simulated": int(all_ratings.simulated.sum()),
         "n_prompts": int(len(prompt_ids)), "n_resamples": N_RESAMPLES,
     }
+
+
+TEXT_RENDERING_KEY = "text_rendering"
+
+
+def ocr_results(*, study: Study, model_ids: list[int], a: RatingArrays, criteria: list[Criterion]) -> dict:
+    """OCR text accuracy per model (100 × (1 − character error rate) of images whose prompt asks for text),
+    with a 95% CI from the same bootstrap over prompts as the human scores (new prompts of this kind),
+    the share of images with every expected word, and its Spearman correlation with the panel's
+    text-rendering score over images (per study)."""
+    from scipy.stats import spearmanr
+
+    from . import stats
+
+    rows = list(
+        Generation.objects.filter(sweep_id=study.sweep_id, status=GenerationStatus.DONE)
+        .exclude(prompt__expected_text="").order_by()
+        .values_list("id", "model_id", "prompt_id", "ocr_cer", "ocr_all_words", "ocr_error")
+    )
+    checked = [r for r in rows if r[3] is not None and r[1] in model_ids]
+    n_models = len(model_ids)
+    out: dict = {"n_images": len(rows), "n_checked": len(checked),
+                 "n_failed": sum(1 for r in rows if r[5]), "cells": [None] * n_models,
+                 "all_words": [None] * n_models, "correlation": None}
+    if not checked:
+        return out
+    gen = np.array([r[0] for r in checked], dtype=np.int64)
+    model = _index_of(np.array([r[1] for r in checked], dtype=np.int64), model_ids)
+    _, prompt = _dense(np.array([r[2] for r in checked], dtype=np.int64))
+    accuracy = 100.0 * (1.0 - np.array([r[3] for r in checked], dtype=np.float64))
+    words = np.array([bool(r[4]) for r in checked], dtype=np.float64) * 100.0
+    table = stats.model_means(scores=accuracy, model=model, prompt=prompt, n_models=n_models,
+                              n_prompts=int(prompt.max()) + 1, n_resamples=N_RESAMPLES, seed=18)
+    out["cells"] = [_cell(table, i) for i in range(n_models)]
+    out["all_words"] = [_finite(words[model == i].mean()) if (model == i).any() else None for i in range(n_models)]
+    text_crit = [c.pk for c in criteria if c.key == TEXT_RENDERING_KEY]
+    if text_crit:
+        sel = a.criterion == text_crit[0]
+        if sel.any():
+            ids, inv = _dense(a.generation[sel])
+            human = np.bincount(inv, weights=a.score[sel]) / np.bincount(inv)
+            both = np.isin(gen, ids)
+            if both.sum() >= 3:
+                h = human[np.searchsorted(ids, gen[both])]
+                rho = spearmanr(h, accuracy[both]).statistic
+                out["correlation"] = {"spearman": _finite(float(rho)), "n_images": int(both.sum())}
+    return out
 
 
 def _pair_results(*, a: RatingArrays, criteria: list[Criterion], m_index: dict[int, int], n_models: int) -> dict:
@@ -391,6 +439,7 @@ def leaderboard_rows(*, board: dict) -> tuple[list[str], list[list]]:
         k = c["key"]
         header += [f"{k}_mean", f"{k}_ci_low", f"{k}_ci_high", f"{k}_n", f"{k}_n_prompts", f"{k}_rank",
                    f"{k}_normalized_mean"]
+    header += ["ocr_text_accuracy_pct", "ocr_ci_low", "ocr_ci_high", "ocr_n_images", "ocr_all_words_pct"]
     rows = []
     for i in board_order(board=board):
         m = board["models"][i]
@@ -400,6 +449,10 @@ def leaderboard_rows(*, board: dict) -> tuple[list[str], list[list]]:
             cell = board["scores"][c["key"]][i]
             row += [_r(cell["mean"], 3), _r(cell["ci_low"], 3), _r(cell["ci_high"], 3), cell["n"], cell["n_prompts"],
                     cell["rank"], _r(cell.get("norm_mean"), 3)]
+        ocr = (board.get("ocr") or {}).get("cells") or [None] * len(board["models"])
+        cell = ocr[i] or {}
+        row += [_r(cell.get("mean"), 2), _r(cell.get("ci_low"), 2), _r(cell.get("ci_high"), 2), cell.get("n", 0),
+                _r(((board.get("ocr") or {}).get("all_words") or [None] * len(board["models"]))[i], 1)]
         rows.append(row)
     return header, rows
 

@@ -2,9 +2,10 @@
 
 The simulated panel goes through the real assignment path (``assignment_next`` /
 ``assignment_submit``), so it exercises exactly what people do, and every rating it makes
-is flagged ``is_simulated`` (its panelists too). Its truth is deterministic: each model's
-latent quality per criterion comes from a hash of the model and criterion, so demo models
-differ the same way on every run.
+is flagged ``is_simulated`` (its panelists too). Its truth is deterministic: a demo painter's
+image is scored from what it actually drew (generation.engine.demo_draw: its plan for that
+prompt and seed), any other model's latent quality per criterion comes from a hash of the
+model and criterion, so models differ the same way on every run.
 """
 
 from __future__ import annotations
@@ -59,11 +60,32 @@ class _Truth:
         self.seed = seed
         self._quality: dict[tuple[str, str], float] = {}
         self._difficulty: dict[int, float] = {}
+        self._flaws: dict[int, object] = {}
 
     def quality(self, slug: str, key: str) -> float:
         if (slug, key) not in self._quality:
             self._quality[(slug, key)] = latent_quality_for(f"{slug}:{key}")
         return self._quality[(slug, key)]
+
+    def image_quality(self, gen, key: str) -> float:
+        """What a careful rater sees in this image: for a demo painter, the quality of what it actually
+        drew (its plan for this prompt and seed); for any other model, its latent quality."""
+        model = gen.model
+        if model.pk not in self._flaws:
+            from generation.engine.demo_draw.scene import painter_flaws
+
+            try:
+                self._flaws[model.pk] = painter_flaws(model.source)
+            except (OSError, ValueError, TypeError):
+                self._flaws[model.pk] = None
+        flaws = self._flaws[model.pk]
+        if flaws is not None:
+            from generation.engine.demo_draw.scene import image_quality, plan_image
+
+            value = image_quality(plan_image(prompt=gen.prompt.text, seed=int(gen.seed), flaws=flaws)).get(key)
+            if value is not None:
+                return value
+        return self.quality(model.slug, key)
 
     def difficulty(self, prompt_id: int) -> float:
         if prompt_id not in self._difficulty:
@@ -86,7 +108,7 @@ class _Truth:
                 if assignment.is_gold and c.key == PROMPT_ACCURACY_KEY:
                     latent = 2.0  # the image was made for another prompt: it does not match
                 else:
-                    latent = self.quality(gen.model.slug, c.key) - self.difficulty(gen.prompt_id)
+                    latent = self.image_quality(gen, c.key) - self.difficulty(gen.prompt_id)
                 noisy = MID + rater.stretch * (latent - MID) + rater.offset + self.rng.gauss(0.0, 1.0)
                 out[(gen.pk, c.pk)] = _clip(noisy)
         return out
@@ -125,7 +147,8 @@ def ratings_simulate(*, study: Study, panelists: int = 20, seed: int = 0, max_it
                     continue
                 if assignment is None:
                     continue
-                assignment = Assignment.objects.select_related("left__model", "right__model", "shown_prompt").get(
+                assignment = Assignment.objects.select_related(
+                    "left__model", "right__model", "left__prompt", "right__prompt", "shown_prompt").get(
                     pk=assignment.pk
                 )
                 criteria = criteria_for_prompt(study=study, prompt=assignment.shown_prompt)

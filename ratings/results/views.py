@@ -35,7 +35,10 @@ def _table_context(*, board: dict, for_staff: bool) -> dict:
     rows = []
     for i in order:
         m = board["models"][i]
-        rows.append({"model": m, "cells": [board["scores"][c["key"]][i] for c in crits]})
+        ocr = board.get("ocr") or {}
+        rows.append({"model": m, "cells": [board["scores"][c["key"]][i] for c in crits],
+                     "ocr": (ocr.get("cells") or [None] * len(board["models"]))[i],
+                     "ocr_all_words": (ocr.get("all_words") or [None] * len(board["models"]))[i]})
     categories = []
     for cat, per_crit in sorted(board["by_category"].items()):
         cat_rows = []

@@ -15,7 +15,7 @@ def _dir_bytes(path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-@pytest.mark.parametrize("entry", tiny.DEMO_MODELS, ids=[e["slug"] for e in tiny.DEMO_MODELS])
+@pytest.mark.parametrize("entry", tiny.TINY_MODELS, ids=[e["slug"] for e in tiny.TINY_MODELS])
 def test_tiny_model_is_small_saved_and_renders_fast(entry, tiny_dir, tiny_specs):
     path = tiny_dir / entry["slug"]
     assert _dir_bytes(path) < 5_000_000
@@ -61,9 +61,9 @@ def test_rebuild_with_same_seed_gives_same_weights(tmp_path):
 
 def test_demo_models_differ_visibly():
     """Different native sizes or steps, so a demo leaderboard is not a tie by construction."""
-    settings = {(e["width"], e["height"], e["num_inference_steps"]) for e in tiny.DEMO_MODELS}
-    assert len(settings) == len(tiny.DEMO_MODELS)
-    assert len({e["slug"] for e in tiny.DEMO_MODELS}) == len(tiny.DEMO_MODELS)
+    settings = {(e["width"], e["height"], e["num_inference_steps"]) for e in tiny.TINY_MODELS}
+    assert len(settings) == len(tiny.TINY_MODELS)
+    assert len({e["slug"] for e in tiny.TINY_MODELS}) == len(tiny.TINY_MODELS)
 
 
 def test_unknown_kind_is_refused(tmp_path):

@@ -19,20 +19,20 @@ PROMPTS = [
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     """Build the tiny pipelines once (ENGINE's builder, save_pretrained); tests register them."""
-    from generation.engine.tiny import DEMO_MODELS, build_tiny_pipeline
+    from generation.engine.tiny import TINY_MODELS, build_tiny_pipeline
 
     root = tmp_path_factory.mktemp("tiny-models")
-    for index, demo in enumerate(DEMO_MODELS):
+    for index, demo in enumerate(TINY_MODELS):
         build_tiny_pipeline(kind=demo["kind"], path=root / demo["slug"], seed=demo.get("seed", index))
     return root
 
 
 @pytest.fixture
 def tiny_models(db, tiny_dir):
-    """The demo models registered as ImageModels, by slug (no rebuild: the directories are complete)."""
-    from generation.services import demo_models_build
+    """The tiny random-weight models registered as ImageModels, by slug (no rebuild: the directories are complete)."""
+    from generation.services import tiny_models_build
 
-    return {model.slug: model for model, built in demo_models_build(model_dir=tiny_dir)}
+    return {model.slug: model for model, built in tiny_models_build(model_dir=tiny_dir)}
 
 
 @pytest.fixture(scope="session")

@@ -135,7 +135,7 @@ def test_build_demo_models_builds_registers_and_is_idempotent(tmp_path, capsys):
     call_command("build_demo_models", "--dir", str(tmp_path / "m"))
     first = capsys.readouterr().out
     models = {m.slug: m for m in ImageModel.objects.all()}
-    assert {"tiny-sd3", "tiny-flux", "tiny-zimage"} <= set(models)
+    assert {"painter-crisp", "painter-careful", "painter-dreamy", "painter-grainy", "painter-smudge"} == set(models)
     for model in models.values():
         assert model.source == str((tmp_path / "m" / model.slug).resolve())
         assert (tmp_path / "m" / model.slug).is_dir()
@@ -143,11 +143,11 @@ def test_build_demo_models_builds_registers_and_is_idempotent(tmp_path, capsys):
     # Again: nothing rebuilt, still one row each; a deleted model directory is rebuilt.
     import shutil
 
-    shutil.rmtree(tmp_path / "m" / "tiny-flux")
+    shutil.rmtree(tmp_path / "m" / "painter-dreamy")
     call_command("build_demo_models", "--dir", str(tmp_path / "m"))
     second = capsys.readouterr().out
     assert ImageModel.objects.count() == len(models)
-    assert [line.split()[0] for line in second.splitlines() if " built " in line] == ["tiny-flux"]
+    assert [line.split()[0] for line in second.splitlines() if " built " in line] == ["painter-dreamy"]
     assert not list((tmp_path / "m").glob("*.partial"))
 
 

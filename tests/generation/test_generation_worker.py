@@ -202,7 +202,7 @@ def embedded(tmp_path, tiny_dir):
         "for i, t in enumerate(['a red cube', 'a blue sphere', 'a sign that says \"OPEN\"']):\n"
         "    Prompt.objects.create(suite=s, position=i + 1, text=t)\n"
     ))
-    built = _manage(env, "build_demo_models").stdout
+    built = _manage(env, "build_demo_models", "--tiny").stdout
     assert "tiny-sd3" in built and " built " not in built  # complete directories are reused: idempotent
     return env, data
 

@@ -102,7 +102,8 @@ def test_sample_suite_ships_with_categories_text_and_non_english():
     assert out.startswith("imported ") and out.endswith(" prompts into suite sample")
     prompts = Prompt.objects.filter(suite__name="sample")
     assert prompts.count() >= 12
-    assert set(_categories("sample")) == {"Portraits", "Landscapes", "UI mockups", "Product shots", "Abstract art"}
+    assert set(_categories("sample")) == {"Portraits", "Landscapes", "UI mockups", "Product shots", "Abstract art",
+                                        "Objects & counts"}
     assert prompts.exclude(expected_text="").count() >= 3
     chinese = prompts.get(language="zh")
     assert chinese.expected_text == "清风茶社" and chinese.expected_text in chinese.text

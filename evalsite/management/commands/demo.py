@@ -113,7 +113,7 @@ class Command(BaseCommand):
         return _spawn(cmd, self.log_dir / "worker.log")
 
     def _demo_sweep(self, *, seeds: int):
-        from generation.engine.tiny import DEMO_MODELS
+        from generation.engine.demo_draw import DEMO_MODELS
         from generation.models import ImageModel, Sweep
         from generation.services import sweep_create
         from prompts.models import PromptSuite

@@ -1,0 +1,68 @@
+"""The demo's known truth (samples/demo_truth.md): the painters rendered on the sample suite and rated by
+the simulated panel give a board whose order per criterion is the known one; OCR reads what was drawn."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def demo_board(tmp_path, cpu_engine):
+    from generation.models import Generation
+    from generation.services import demo_models_build, generation_chunk_render, sweep_create
+    from prompts.models import PromptSuite
+    from ratings.models import Study
+    from ratings.results.selectors import leaderboard_compute
+    from ratings.results.services import ratings_simulate
+    from ratings.services import study_create
+
+    call_command("import_prompts", str(settings.BASE_DIR / "samples" / "sample_suite.csv"), suite="sample")
+    models = [m for m, _ in demo_models_build(model_dir=tmp_path / "models")]
+    sweep = sweep_create(suite=PromptSuite.objects.get(name="sample"), image_models=models, seeds=[0],
+                         canvas_width=512, canvas_height=512, name="demo")
+    for model in models:
+        ids = list(Generation.objects.filter(sweep=sweep, model=model).values_list("id", flat=True))
+        generation_chunk_render(sweep_id=sweep.pk, model_id=model.pk, generation_ids=ids, engine=cpu_engine)
+    study = study_create(sweep=sweep, name="Demo study", mode="both", ratings_per_item=3)
+    ratings_simulate(study=Study.objects.get(pk=study.pk), panelists=6, seed=0)  # what `make demo-panel` runs
+    return leaderboard_compute(study=study)
+
+
+@pytest.fixture(scope="session")
+def cpu_engine():
+    from generation.engine import Engine
+
+    return Engine(device="cpu")
+
+
+def _order(board, cells):
+    slugs = [m["slug"] for m in board["models"]]
+    return [slugs[i] for i in sorted(range(len(slugs)), key=lambda i: -cells[i]["mean"])]
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed (make setup)")
+def test_demo_board_matches_the_known_truth(demo_board):
+    from generation.engine.demo_draw import TRUE_ORDER
+
+    for key, truth in TRUE_ORDER.items():
+        assert _order(demo_board, demo_board["scores"][key]) == truth, key
+    ocr = demo_board["ocr"]
+    assert ocr["n_checked"] == ocr["n_images"] == 6 * 5 and ocr["n_failed"] == 0
+    assert ocr["correlation"]["spearman"] > 0.2
+    # the painter that misspells least is the one OCR reads best
+    assert _order(demo_board, ocr["cells"])[0] == TRUE_ORDER["text_rendering"][0]
+
+
+@pytest.mark.xfail(strict=True, reason="OCR is hurt more by blur and grain than by misspellings: on the demo sweep "
+                                       "its order is not yet the text-error order (see samples/demo_truth.md)")
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed (make setup)")
+def test_ocr_order_on_the_demo_sweep_is_the_text_error_order(demo_board):
+    from generation.engine.demo_draw import TRUE_ORDER
+
+    assert _order(demo_board, demo_board["ocr"]["cells"]) == TRUE_ORDER["text_rendering"]
