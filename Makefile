@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test test-fast demo demo-panel lint clean
+.PHONY: setup test test-fast demo demo-panel lint clean screenshots
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,10 @@ demo: setup
 # Add simulated (flagged) ratings to the demo study so the leaderboard has content.
 demo-panel: setup
 	$(BIN)/python manage.py demo --panel $(DEMO_ARGS)
+
+# README screenshots (tracked files under docs/screenshots): only here, never by `make test`.
+screenshots: setup
+	$(BIN)/python -m pytest -m screenshots -p no:randomly $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

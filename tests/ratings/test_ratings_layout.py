@@ -114,6 +114,7 @@ def test_desktop_pair_fits_one_screen_zoom_flips_at_the_same_spot(page, live_ser
     a, b = boxes["image"]
     assert b["x"] >= a["x"] + a["width"] and a["height"] >= 250
     assert len(boxes["scale"]) == 2 * page.locator(".shot").first.locator("fieldset.scale").count()
+    assert not page.locator("button.show-more").is_visible()  # a short prompt has nothing to show
     assert _axe(page) == [], "pair page"
     page.locator(".zoom-open").first.click(position={"x": 20, "y": 20})
     page.wait_for_selector("dialog#zoom[open]")
