@@ -162,14 +162,13 @@ def image_encode_and_check(
     encoded = image_encode(outcome=outcome, sweep=sweep)
     if not expected_text or encoded[0] is None:
         return encoded, None
-    import tempfile
+    import io
+
+    from PIL import Image
 
     from generation.engine.ocr import text_check
 
-    with tempfile.NamedTemporaryFile(suffix=f".{_extension(sweep.image_format)}") as file:
-        file.write(encoded[0])
-        file.flush()
-        return encoded, text_check(file.name, expected=expected_text, language=language)
+    return encoded, text_check(Image.open(io.BytesIO(encoded[0])), expected=expected_text, language=language)
 
 
 def generation_ocr_fields(*, check: TextCheck | None) -> dict[str, Any]:
