@@ -95,3 +95,22 @@ def test_change_page_shows_saved_scores_and_posts_the_change(answered, client):
     response = client.post(f"/r/{panelist.token}/a/{newest.pk}/change/", fields)
     assert response.status_code == 302
     assert set(Rating.objects.filter(assignment=newest).values_list("score", flat=True)) == {7}
+
+
+def test_progress_total_never_shrinks_and_matches_the_dashboard(answered):
+    from ratings.selectors import panelist_progress, panelist_quality
+
+    study, panelist, done = answered
+    first = panelist_progress(panelist=panelist)
+    assert first["m"] == panelist.planned_items >= len(done) and first["about"]  # no quota: "about m"
+    a = services.assignment_next(panelist=panelist)
+    services.assignment_skip(assignment_id=a.pk, panelist=panelist, reason="I cannot judge this one")
+    other = services.panelist_create(study=study)  # someone else takes what is left
+    services.panelist_consent(panelist=other)
+    while (b := services.assignment_next(panelist=other)) is not None:
+        services.assignment_submit_sides(assignment_id=b.pk, panelist=other, answers=_answers(b, 5))
+    panelist.refresh_from_db()
+    now = panelist_progress(panelist=panelist)
+    assert now["m"] == first["m"] and (now["answered"], now["skipped"]) == (len(done), 1)
+    row = next(q for q in panelist_quality(study=study) if q["panelist"].pk == panelist.pk)
+    assert (row["done"], row["skipped"]) == (now["answered"], now["skipped"])
