@@ -82,3 +82,19 @@ def sweep_errors(*, sweep: Sweep, limit: int = 20) -> list[dict[str, Any]]:
 
 def image_models_enabled() -> list[ImageModel]:
     return list(ImageModel.objects.filter(enabled=True).order_by("name"))
+
+
+def generation_text_checks(*, sweep: Sweep) -> dict[int, dict[str, Any]]:
+    """OCR of a sweep's text-prompt images by Generation id (for the gallery): what Tesseract read, the
+    character error rate against the prompt's expected text, whether every word was read, or why OCR failed."""
+    rows = (
+        Generation.objects.filter(sweep=sweep, status=GenerationStatus.DONE).exclude(prompt__expected_text="")
+        .order_by().values("id", "prompt__expected_text", "ocr_text", "ocr_cer", "ocr_all_words", "ocr_languages",
+                           "ocr_error")
+    )
+    return {
+        r["id"]: {"expected": r["prompt__expected_text"], "recognised": r["ocr_text"], "cer": r["ocr_cer"],
+                  "accuracy": None if r["ocr_cer"] is None else 1.0 - r["ocr_cer"], "all_words": r["ocr_all_words"],
+                  "languages": r["ocr_languages"], "error": r["ocr_error"]}
+        for r in rows
+    }

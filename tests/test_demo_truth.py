@@ -32,6 +32,10 @@ def demo_board(tmp_path, cpu_engine):
         generation_chunk_render(sweep_id=sweep.pk, model_id=model.pk, generation_ids=ids, engine=cpu_engine)
     study = study_create(sweep=sweep, name="Demo study", mode="both", ratings_per_item=3)
     ratings_simulate(study=Study.objects.get(pk=study.pk), panelists=6, seed=0)  # what `make demo-panel` runs
+    from generation.selectors import generation_text_checks
+
+    checks = generation_text_checks(sweep=sweep)  # what the gallery shows beside each text image
+    assert len(checks) == 6 * 5 and all(c["recognised"] or c["cer"] == 1.0 for c in checks.values())
     return leaderboard_compute(study=study)
 
 
