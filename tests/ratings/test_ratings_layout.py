@@ -21,7 +21,8 @@ LONG_PROMPT = "a lighthouse on a cliff at dusk, " * 125  # ~4,000 characters
 
 
 def _study(mode: str, *, long_prompt: bool = False):
-    sweep, _models, prompts, gens = make_sweep(n_models=2, n_prompts=2, text_prompts=1)
+    # Every prompt asks for text: three criteria on every item (the case the layout must fit).
+    sweep, _models, prompts, gens = make_sweep(n_models=2, n_prompts=2, text_prompts=2)
     sweep.canvas_width = sweep.canvas_height = SIZE
     sweep.save(update_fields=["canvas_width", "canvas_height"])
     for i, g in enumerate(gens):
@@ -80,7 +81,7 @@ def test_desktop_single_and_long_prompt_fit_one_screen_and_pass_axe(page, live_s
     page.wait_for_selector("form.rate-form")
     boxes = _assert_all_visible(page, viewport)
     image, scales = boxes["image"][0], boxes["scale"]
-    assert len(scales) >= 2 and all(s["x"] >= image["x"] + image["width"] for s in scales)  # beside the image
+    assert len(scales) == 3 and all(s["x"] >= image["x"] + image["width"] for s in scales)  # beside the image
     assert image["height"] >= 400
     more = page.locator("button.show-more")
     assert more.is_visible()
@@ -113,7 +114,7 @@ def test_desktop_pair_fits_one_screen_zoom_flips_at_the_same_spot(page, live_ser
     boxes = _assert_all_visible(page, viewport)
     a, b = boxes["image"]
     assert b["x"] >= a["x"] + a["width"] and a["height"] >= 250
-    assert len(boxes["scale"]) == 2 * page.locator(".shot").first.locator("fieldset.scale").count()
+    assert len(boxes["scale"]) == 2 * 3  # three criteria under each image
     assert not page.locator("button.show-more").is_visible()  # a short prompt has nothing to show
     assert _axe(page) == [], "pair page"
     page.locator(".zoom-open").first.click(position={"x": 20, "y": 20})
