@@ -6,10 +6,11 @@ so an export process does not load numpy/scipy.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
+
+from evalsite.csv_safe import csv_writer
 
 from ..models import AssignmentKind, Rating, Side, Study
 from ..services import StudySetupError
@@ -53,8 +54,8 @@ class _Echo:
 
 
 def csv_stream(header: list[str], rows: Iterable[list], *, bom: bool = False) -> Iterator[str]:
-    """CSV text row by row (RFC 4180 quoting, CRLF line ends), for a StreamingHttpResponse."""
-    writer = csv.writer(_Echo())
+    """CSV text row by row (RFC 4180 quoting, CRLF line ends, formula cells neutralised), for a StreamingHttpResponse."""
+    writer = csv_writer(_Echo())
     if bom:
         yield "\ufeff"
     yield writer.writerow(header)
@@ -66,7 +67,7 @@ def ratings_csv_write(*, study: Study, out: IO[str], bom: bool = False) -> int:
     """Write the raw ratings CSV to an open text file; returns the number of data rows."""
     if bom:
         out.write("\ufeff")
-    writer = csv.writer(out)
+    writer = csv_writer(out)
     writer.writerow(RATINGS_CSV_HEADER)
     n = 0
     for row in ratings_export_rows(study=study):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-
 from django.core.management.base import BaseCommand, CommandError
 
+from evalsite.csv_safe import csv_writer
 from ratings.models import Study
 from ratings.results.selectors import board_order, leaderboard_get, leaderboard_rows
 
@@ -24,7 +23,7 @@ class Command(BaseCommand):
         board = leaderboard_get(study=obj)
         header, rows = leaderboard_rows(board=board)
         if format == "csv":
-            writer = csv.writer(self.stdout._out)
+            writer = csv_writer(self.stdout._out)
             writer.writerow(header)
             writer.writerows(rows)
             return
