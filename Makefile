@@ -45,6 +45,7 @@ demo-panel: setup
 # README screenshots (tracked files under docs/screenshots): only here, never by `make test`.
 screenshots: setup
 	$(BIN)/python -m pytest -m screenshots -p no:randomly $(PYTEST_ARGS)
+	EVALSITE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/test_demo.py -p no:randomly $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
