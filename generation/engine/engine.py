@@ -66,19 +66,37 @@ def _first_image(result: Any) -> Any:
 class Engine:
     """One per worker process (one GPU). Not thread-safe; a worker renders one chunk at a time."""
 
-    def __init__(self, device: str | None = None, vram_budget_bytes: int | None = None, overlap: bool = True):
+    def __init__(self, device: str | None = None, vram_budget_bytes: int | None = None, overlap: bool = True,
+                 memory_cap_bytes: int | None = None, oom_retry: bool = True):
+        """memory_cap_bytes caps what PyTorch may allocate on the GPU (EVALSITE_GPU_MEMORY_GIB): a
+        smaller card emulated on a big one, or room left for other work. The CUDA context
+        (~0.6-0.7 GiB) sits outside the cap. oom_retry=False turns the offload retry off (profiling)."""
         self.device = device or default_device()
         self.overlap = overlap
+        self.oom_retry = oom_retry
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError("Engine(device='cuda') but torch sees no CUDA device")
+        self.memory_cap_bytes: int | None = None
+        if memory_cap_bytes and self.device.startswith("cuda"):
+            self.set_memory_cap(memory_cap_bytes)
         if vram_budget_bytes is None and self.device.startswith("cuda"):
-            vram_budget_bytes = int(torch.cuda.get_device_properties(self.device).total_memory * 0.9)
+            usable = self.memory_cap_bytes or torch.cuda.get_device_properties(self.device).total_memory
+            vram_budget_bytes = int(usable * 0.9)
         self.vram_budget_bytes = vram_budget_bytes  # None on CPU = unbounded
         self._cache: OrderedDict[str, loading.Loaded] = OrderedDict()
         self._known_sizes: dict[str, int] = {}
         self.events: list[dict[str, Any]] = []  # loads, evictions, OOM retries: for logs and benchmarks
         _quiet_progress_bars()
+
+    def set_memory_cap(self, cap_bytes: int | None) -> None:
+        """Cap PyTorch's allocations on this GPU (None = the whole card), via the caching allocator."""
+        total = torch.cuda.get_device_properties(self.device).total_memory
+        if cap_bytes is not None and cap_bytes <= 0:
+            raise ValueError("memory cap must be positive")
+        fraction = 1.0 if cap_bytes is None else min(1.0, cap_bytes / total)
+        torch.cuda.set_per_process_memory_fraction(fraction, self.device)
+        self.memory_cap_bytes = None if cap_bytes is None or fraction >= 1.0 else int(cap_bytes)
 
     # ----------------------------------------------------------------- information
     @property
@@ -114,6 +132,7 @@ class Engine:
         if self.device.startswith("cuda"):
             props = torch.cuda.get_device_properties(self.device)
             env["gpu_total_memory"] = props.total_memory
+            env["gpu_memory_cap"] = self.memory_cap_bytes
             env["cudnn"] = torch.backends.cudnn.version()
         return env
 
@@ -156,23 +175,65 @@ class Engine:
             return sum(p.stat().st_size for p in weights)
         return 0
 
-    def _load(self, spec: ModelSpec, *, offload: str | None = None) -> loading.Loaded:
+    def _timed_load(self, spec: ModelSpec, *, offload: str | None = None, reason: str = "") -> loading.Loaded:
+        """loading.load, timed and recorded (first loads and OOM reloads alike), with its CUDA peak.
+
+        A failed load is recorded too, and what it held is given back before the error goes up:
+        the frames of the failed from_pretrained are cleared, then gc + empty_cache.
+        """
+        cuda = self.device.startswith("cuda")
+        base_allocated = base_reserved = 0
+        if cuda:
+            base_allocated = torch.cuda.memory_allocated(self.device)
+            base_reserved = torch.cuda.memory_reserved(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        start = time.perf_counter()
+        failure: Exception | None = None
+        try:
+            loaded = loading.load(spec, device=self.device, offload=offload, max_gpu_bytes=self._max_gpu_bytes())
+            _sync(self.device)
+        except Exception as exc:  # noqa: BLE001 - recorded, memory freed, then raised again below
+            failure = exc
+        seconds = time.perf_counter() - start
+        if failure is not None:
+            self._free_after_failure(failure)
+            event = {"event": "load_failed", "slug": spec.slug, "offload": offload or spec.offload,
+                     "seconds": seconds, "error": f"{type(failure).__name__}: {failure}"[:500],
+                     "oom": loading.is_oom(failure), "reason": reason}
+            if cuda:
+                event["allocated_after_free"] = torch.cuda.memory_allocated(self.device)
+            self.events.append(event)
+            raise failure
+        loaded.load_seconds = seconds
+        if cuda:
+            loaded.load_peak_allocated = torch.cuda.max_memory_allocated(self.device) - base_allocated
+            loaded.load_peak_reserved = torch.cuda.max_memory_reserved(self.device) - base_reserved
+        self.events.append({"event": "load", "slug": spec.slug, "offload": loaded.offload,
+                            "bytes": loaded.size_bytes, "seconds": loaded.load_seconds, "notes": loaded.notes,
+                            "peak_allocated": loaded.load_peak_allocated,
+                            "peak_reserved": loaded.load_peak_reserved, "reason": reason})
+        log.info("model %s: loaded in %.1f s on %s (%.2f GiB, offload %s%s)", spec.slug, loaded.load_seconds,
+                 self.device, loaded.size_bytes / 2**30, loaded.offload, f"; {reason}" if reason else "")
+        return loaded
+
+    def _free_after_failure(self, exc: BaseException) -> None:
+        """What a failed load or call left in its frames goes, then the allocator's cache."""
+        loading.release(exc)
+        free_memory()
+
+    def _max_gpu_bytes(self) -> int | None:
+        return self.memory_cap_bytes if self.device.startswith("cuda") else None
+
+    def _load(self, spec: ModelSpec) -> loading.Loaded:
         key = spec.cache_key()
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         self._make_room(self._estimate(spec))
-        start = time.perf_counter()
-        loaded = loading.load(spec, device=self.device, offload=offload)
-        _sync(self.device)
-        loaded.load_seconds = time.perf_counter() - start
+        loaded = self._timed_load(spec)
         self._make_room(loaded.size_bytes)
         self._cache[key] = loaded
         self._known_sizes[key] = loaded.size_bytes
-        self.events.append({"event": "load", "slug": spec.slug, "offload": loaded.offload,
-                            "bytes": loaded.size_bytes, "seconds": loaded.load_seconds, "notes": loaded.notes})
-        log.info("model %s: loaded in %.1f s on %s (%.2f GiB, offload %s)", spec.slug, loaded.load_seconds,
-                 self.device, loaded.size_bytes / 2**30, loaded.offload)
         return loaded
 
     def load(self, spec: ModelSpec) -> loading.Loaded:
@@ -180,33 +241,57 @@ class Engine:
         return self._on_engine_thread(self._load_and_warm, spec)
 
     def _load_and_warm(self, spec: ModelSpec) -> loading.Loaded:
+        phase = "loading"
+        failure: BaseException | None = None
         try:
             loaded = self._load(spec)
+            phase = "the warm-up call"
             self._warm_up(loaded)
             return loaded
-        except torch.OutOfMemoryError:
-            pass  # leave the except block first, so the traceback's frames release the tensors
-        return self._reload_offloaded(spec, reason="load")
+        except torch.OutOfMemoryError as exc:
+            failure = exc  # handled outside the except block, so the traceback's frames can be cleared
+        self._free_after_failure(failure)
+        del failure
+        return self._reload_offloaded(spec, reason=phase)
+
+    def _where(self) -> str:
+        """The memory the engine had, for OOM messages."""
+        if not self.device.startswith("cuda"):
+            return ""
+        total = torch.cuda.get_device_properties(self.device).total_memory
+        cap = self.memory_cap_bytes
+        return (f" (GPU memory cap {cap / 2**30:.1f} GiB of {total / 2**30:.1f} GiB)" if cap
+                else f" ({total / 2**30:.1f} GiB GPU)")
 
     def _reload_offloaded(self, spec: ModelSpec, *, reason: str) -> loading.Loaded:
         key = spec.cache_key()
-        if key in self._cache and self._cache[key].offload != "none":
-            self._evict(key)
-            raise OutOfMemory(f"model {spec.slug!r} ran out of GPU memory during {reason} even with CPU offload")
+        current = self._cache[key].offload if key in self._cache else spec.offload
         self._evict(key)
+        if current != "none" or not self.oom_retry:
+            free_memory()
+            already = f" with {current} CPU offload" if current != "none" else ""
+            raise OutOfMemory(f"model {spec.slug!r} ran out of GPU memory during {reason}{already}{self._where()}")
         self._evict_all()  # give the retry the whole card
         self.events.append({"event": "oom_retry_offload", "slug": spec.slug, "during": reason})
         log.warning("model %s: CUDA out of memory during %s; reloading with model CPU offload", spec.slug, reason)
+        phase = "loading"
+        failure: BaseException | None = None
         try:
-            loaded = loading.load(spec, device=self.device, offload="model")
+            loaded = self._timed_load(spec, offload="model", reason=f"model CPU offload after OOM during {reason}")
             loaded.notes.append(f"model CPU offload after CUDA out of memory during {reason}")
             self._cache[key] = loaded
+            phase = "the warm-up call"
             self._warm_up(loaded)
             return loaded
-        except torch.OutOfMemoryError:
-            pass
+        except torch.OutOfMemoryError as exc:
+            failure = exc
         self._evict(key)
-        raise OutOfMemory(f"model {spec.slug!r} ran out of GPU memory during {reason} even with model CPU offload")
+        self._free_after_failure(failure)
+        del failure
+        raise OutOfMemory(
+            f"model {spec.slug!r} ran out of GPU memory during {reason}, and again during {phase} of the "
+            f"reload with model CPU offload (even with model CPU offload){self._where()}"
+        )
 
     # ----------------------------------------------------------------- rendering
     def _call(self, loaded: loading.Loaded, *, prompt: str, seed: int, steps: int | None = None) -> Any:
@@ -248,6 +333,7 @@ class Engine:
             raise
         except Exception as exc:  # noqa: BLE001 - a spec whose call can't run is a broken spec
             self._evict(loaded.spec.cache_key())
+            loading.release(exc)
             raise LoadError(
                 f"model {loaded.spec.slug!r} loaded but its first call failed: {type(exc).__name__}: {exc}"
             ) from exc

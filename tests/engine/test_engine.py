@@ -115,8 +115,8 @@ def _fail_unless_offloaded(monkeypatch, *, always: bool = False):
     real_load = loading.load
     offloads = []
 
-    def load(spec, *, device, offload=None):
-        loaded = real_load(spec, device=device, offload=offload)
+    def load(spec, *, device, offload=None, **kwargs):
+        loaded = real_load(spec, device=device, offload=offload, **kwargs)
         offloads.append(loaded.offload)
         if loaded.offload == "none" or always:
             def oom(*args, **kwargs):
