@@ -197,6 +197,11 @@ PROMPT_FILE_MAX_BYTES = env.int("EVALSITE_PROMPT_FILE_MAX_BYTES", default=20 * 1
 PROMPT_FILE_MAX_ROWS = env.int("EVALSITE_PROMPT_FILE_MAX_ROWS", default=100_000)
 PROMPT_MAX_CHARS = env.int("EVALSITE_PROMPT_MAX_CHARS", default=4000)
 GPU_VRAM_BUDGET_GB = env.float("EVALSITE_VRAM_BUDGET_GB", default=0.0)  # 0 = whole card
+# Image import (import_images, /sweeps/<id>/import/): a zip/upload over this many bytes is refused, and so is
+# an image over this many pixels (a decompression bomb) or a zip that would unpack to more than the total.
+IMAGE_IMPORT_MAX_BYTES = env.int("EVALSITE_IMAGE_IMPORT_MAX_BYTES", default=1024 * 1024 * 1024)
+IMAGE_IMPORT_MAX_UNPACKED_BYTES = env.int("EVALSITE_IMAGE_IMPORT_MAX_UNPACKED_BYTES", default=4 * 1024**3)
+IMAGE_IMPORT_MAX_PIXELS = env.int("EVALSITE_IMAGE_IMPORT_MAX_PIXELS", default=64_000_000)
 
 LOGGING = {
     "version": 1,

@@ -12,6 +12,9 @@ from django.db import models
 class Backend(models.TextChoices):
     DIFFUSERS = "diffusers", "diffusers pipeline"
     TRANSFORMERS = "transformers", "transformers AutoModelForCausalLM (generate_image)"
+    # The one 'imported' marker (issue 15): a model whose images were made elsewhere (an API, a closed
+    # model) and brought in by import_images. No worker renders it; its Generations have origin=imported.
+    IMPORTED = "imported", "imported images (made elsewhere; no worker renders it)"
 
 
 class DType(models.TextChoices):
@@ -121,6 +124,14 @@ class Sweep(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    prompt_categories = models.JSONField(
+        default=list, blank=True, help_text="Only prompts of these categories were rendered (empty: all)."
+    )
+    prompt_sample = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A random subset of this many prompts was rendered (empty: all)."
+    )
+    prompt_sample_seed = models.BigIntegerField(null=True, blank=True, help_text="Seed of the random subset.")
+    cancelled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -134,6 +145,14 @@ class GenerationStatus(models.TextChoices):
     RUNNING = "running", "running"
     DONE = "done", "done"
     FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+class Origin(models.TextChoices):
+    """Where an image came from: rendered by our workers, or imported (made elsewhere, normalised alike)."""
+
+    RENDERED = "rendered", "rendered by a worker"
+    IMPORTED = "imported", "imported"
 
 
 def new_public_id() -> str:
@@ -176,6 +195,8 @@ class Generation(models.Model):
         help_text="The model that actually rendered, when the fallback was used.",
     )
     fast_mode = models.BooleanField(default=False)
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.RENDERED, db_index=True)
+    cost = models.FloatField(null=True, blank=True, help_text="Cost per image as supplied by an import manifest.")
     settings_snapshot = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -201,3 +222,25 @@ class Generation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.public_id} ({self.status})"
+
+
+class WorkerReport(models.Model):
+    """What one GPU worker says it can load (sent at start and when staff ask again from the sweep form).
+
+    ``capabilities`` maps an ImageModel slug to {"loadable": bool, "reason": str}.
+    """
+
+    worker = models.CharField(max_length=200, unique=True)
+    reported_at = models.DateTimeField()
+    requested_at = models.DateTimeField(null=True, blank=True, help_text="Staff asked for a fresh report.")
+    device = models.CharField(max_length=32, blank=True)
+    gpu_name = models.CharField(max_length=200, blank=True)
+    memory_bytes = models.BigIntegerField(null=True, blank=True, help_text="GPU memory (or RAM on CPU).")
+    hub_reachable = models.BooleanField(default=False)
+    capabilities = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-reported_at"]
+
+    def __str__(self) -> str:
+        return f"{self.worker} ({self.reported_at:%Y-%m-%d %H:%M})"

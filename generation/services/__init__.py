@@ -20,8 +20,11 @@ from .rendering import (
 from .sweeps import (
     WorkerMonitor,
     render_chunks,
+    sweep_cancel,
+    sweep_canvas_default,
     sweep_create,
     sweep_enqueue,
+    sweep_prompts_select,
     sweep_reconcile,
     sweep_retry_failed,
     sweep_status_refresh,
@@ -33,6 +36,6 @@ __all__ = [
     "REFERENCE_MODELS", "ChunkResult", "WorkerMonitor", "demo_models_build", "engine_get",
     "generation_chunk_render", "generation_fail", "generation_save_outcome", "generations_claim",
     "image_model_register_demo", "image_model_seed_references", "image_model_spec", "render_chunks",
-    "sweep_create", "sweep_enqueue", "sweep_reconcile", "sweep_retry_failed", "sweep_status_refresh", "sweeps_reconcile", "tiny_models_build",
+    "sweep_cancel", "sweep_canvas_default", "sweep_create", "sweep_prompts_select", "sweep_enqueue", "sweep_reconcile", "sweep_retry_failed", "sweep_status_refresh", "sweeps_reconcile", "tiny_models_build",
     "worker_heartbeat", "worker_name",
 ]

@@ -10,6 +10,7 @@ redeliver after the visibility timeout, hours later; the filesystem broker never
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -21,8 +22,8 @@ from django.db import close_old_connections, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from generation.models import Generation, GenerationStatus, ImageFormat, ImageModel, Sweep, SweepStatus
-from prompts.models import PromptSuite
+from generation.models import Backend, Generation, GenerationStatus, ImageFormat, ImageModel, Sweep, SweepStatus
+from prompts.models import Prompt, PromptSuite
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,32 @@ def _check_sweep_input(
         raise ValidationError(errors)
 
 
+DEFAULT_CANVAS = 1024
+
+
+def sweep_canvas_default(*, image_models: Iterable[ImageModel]) -> tuple[int, int]:
+    """1024² or the largest native size of the models, whichever is larger (a smaller canvas only when
+    chosen explicitly: tiny models' 40 px images must not be blown up for panelists)."""
+    models = list(image_models)
+    return (max([DEFAULT_CANVAS, *(m.width for m in models)]), max([DEFAULT_CANVAS, *(m.height for m in models)]))
+
+
+def sweep_prompts_select(
+    *, suite: PromptSuite, categories: Sequence[str] = (), sample: int | None = None, sample_seed: int | None = None
+) -> list[Prompt]:
+    """The prompts a sweep renders: those of the chosen categories (all when none), then a random subset of
+    ``sample`` of them (reproducible from ``sample_seed``), in suite order."""
+    prompts = suite.prompts.order_by("position")
+    if categories:
+        prompts = prompts.filter(category__in=list(categories))
+    chosen = list(prompts.only("pk", "position", "category"))
+    if sample is not None and sample < len(chosen):
+        rng = random.Random(sample_seed if sample_seed is not None else 0)
+        keep = set(rng.sample(range(len(chosen)), sample))
+        chosen = [p for i, p in enumerate(chosen) if i in keep]
+    return chosen
+
+
 def sweep_create(
     *,
     suite: PromptSuite,
@@ -66,28 +93,44 @@ def sweep_create(
     image_format: str = ImageFormat.PNG,
     created_by=None,
     name: str = "",
+    categories: Sequence[str] = (),
+    sample: int | None = None,
+    sample_seed: int | None = None,
 ) -> Sweep:
     """Create the sweep and all its Generation rows; enqueue the chunks once committed.
 
-    ``seeds`` is a list of seeds or a count (seeds 0..N-1). The canvas defaults to the
-    largest size among the models: every image of a sweep gets one size (blindness).
+    ``seeds`` is a list of seeds or a count (seeds 0..N-1). The canvas defaults to
+    sweep_canvas_default: every image of a sweep gets one size (blindness). ``categories`` and
+    ``sample`` narrow the suite's prompts (sweep_prompts_select).
     """
     models = sorted({m.pk: m for m in image_models}.values(), key=lambda m: (m.name, m.pk))
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    canvas_width = canvas_width or max((m.width for m in models), default=1024)
-    canvas_height = canvas_height or max((m.height for m in models), default=1024)
+    default_width, default_height = sweep_canvas_default(image_models=models)
+    canvas_width = canvas_width or default_width
+    canvas_height = canvas_height or default_height
     _check_sweep_input(
         suite=suite, image_models=models, seeds=seed_list, canvas_width=canvas_width,
         canvas_height=canvas_height, image_format=image_format,
     )
+    categories = sorted(set(categories))
+    if sample is not None and sample < 1:
+        raise ValidationError("A random subset needs at least one prompt.")
+    if sample is not None and sample_seed is None:
+        sample_seed = random.SystemRandom().randrange(2**31)
+    prompts = sweep_prompts_select(suite=suite, categories=categories, sample=sample, sample_seed=sample_seed)
+    if not prompts:
+        raise ValidationError(f"No prompt of suite {suite.name!r} is in the categories {', '.join(categories)}.")
+    imported = [m.slug for m in models if m.backend == Backend.IMPORTED]
+    if imported:
+        raise ValidationError(f"Imported models are not rendered by workers: {', '.join(imported)}.")
     with transaction.atomic():
         sweep = Sweep.objects.create(
             name=name or f"{suite.name} × {len(models)} models × {len(seed_list)} seeds",
             suite=suite, seeds=seed_list, canvas_width=canvas_width, canvas_height=canvas_height,
-            image_format=image_format, created_by=created_by,
+            image_format=image_format, created_by=created_by, prompt_categories=categories,
+            prompt_sample=sample, prompt_sample_seed=sample_seed if sample is not None else None,
         )
         sweep.image_models.set(models)
-        prompts = list(suite.prompts.order_by("position").only("pk"))
         Generation.objects.bulk_create(
             [
                 Generation(sweep=sweep, prompt=prompt, model=model, seed=seed)
@@ -97,6 +140,25 @@ def sweep_create(
         )
         transaction.on_commit(lambda: sweep_enqueue(sweep=sweep))
     return sweep
+
+
+def sweep_cancel(*, sweep: Sweep) -> int:
+    """Cancel a sweep: its pending images are cancelled (no worker claims them), running ones finish.
+
+    Returns how many images were cancelled. A finished sweep is left as it is (0).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Sweep.objects.select_for_update().get(pk=sweep.pk)
+        if locked.status not in (SweepStatus.PENDING, SweepStatus.RUNNING):
+            return 0
+        cancelled = locked.generations.filter(status=GenerationStatus.PENDING).update(
+            status=GenerationStatus.CANCELLED, finished_at=now, error="cancelled before it was rendered",
+        )
+        Sweep.objects.filter(pk=sweep.pk).update(status=SweepStatus.CANCELLED, cancelled_at=now, finished_at=now)
+    sweep.refresh_from_db(fields=["status", "cancelled_at", "finished_at"])
+    logger.info("sweep %s cancelled: %d pending images cancelled", sweep.pk, cancelled)
+    return cancelled
 
 
 def render_chunks(*, generations: Iterable[Generation]) -> list[tuple[int, list[int]]]:
@@ -248,6 +310,8 @@ class WorkerMonitor(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        from .workers import worker_report_if_due
+
         last_reconcile = 0.0
         clock = 0.0
         while True:
@@ -258,6 +322,10 @@ class WorkerMonitor(threading.Thread):
                     last_reconcile = clock or 1e-9
             except Exception:  # noqa: BLE001 - a database hiccup must not kill the monitor
                 logger.exception("worker monitor: heartbeat/reconcile failed")
+            try:  # which models this worker can load: at start, and when staff ask (issue 15)
+                worker_report_if_due(worker=self.worker, starting=clock == 0.0)
+            except Exception:  # noqa: BLE001 - a failed check must not stop the heartbeat
+                logger.exception("worker monitor: capability report failed")
             finally:
                 close_old_connections()
             if self.stopped.wait(self.interval):

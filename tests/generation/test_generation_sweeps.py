@@ -39,7 +39,8 @@ def test_sweep_create_makes_every_row_up_front_and_enqueues_after_commit(
     assert len(callbacks) == 1  # nothing is sent before the rows are committed
     assert sweep.generations.count() == 2 * 4 * 3
     assert set(sweep.generations.values_list("status", flat=True)) == {GenerationStatus.PENDING}
-    assert (sweep.canvas_width, sweep.canvas_height, sweep.seeds) == (128, 96, [0, 1, 2])
+    # the canvas defaults to 1024² (or the largest native size, when larger): small models are not blown up
+    assert (sweep.canvas_width, sweep.canvas_height, sweep.seeds) == (1024, 1024, [0, 1, 2])
     assert sweep.status == SweepStatus.PENDING
     assert len(set(sweep.generations.values_list("public_id", flat=True))) == 24
     row = sweep.generations.first()
@@ -128,7 +129,7 @@ def test_run_sweep_wait_renders_for_real_and_prints_the_id(suite, tiny_models, e
     assert f"sweep {sweep.pk} done" in err
     assert sweep.status == SweepStatus.DONE
     assert sweep.generations.filter(status=GenerationStatus.DONE).count() == 2 * 4 * 2
-    assert (sweep.canvas_width, sweep.canvas_height) == (48, 48)
+    assert (sweep.canvas_width, sweep.canvas_height) == (1024, 1024)  # the default canvas, not the tiny 48 px
 
 
 def test_build_demo_models_builds_registers_and_is_idempotent(tmp_path, capsys):

@@ -136,7 +136,8 @@ def _rows(sweep) -> list[dict]:
 def test_real_worker_renders_a_suite_with_tiny_models(suite, tiny_models, workers, settings):
     workers()
     sweep = sweep_create(suite=suite, image_models=[tiny_models["tiny-sd3"], tiny_models["tiny-flux"],
-                                                     tiny_models["tiny-hunyuan"]], seeds=2)
+                                                     tiny_models["tiny-hunyuan"]], seeds=2,
+                         canvas_width=64, canvas_height=64)
     done = GenerationStatus.DONE
     _wait_for(lambda: not Generation.objects.filter(sweep=sweep).exclude(status=done).exists(),
               timeout=240, what="the sweep to finish", log=workers.log)
@@ -153,7 +154,8 @@ def test_real_worker_renders_a_suite_with_tiny_models(suite, tiny_models, worker
 def test_sigkilled_worker_is_replaced_and_the_sweep_completes_once(suite, tiny_models, workers, settings):
     settings.RENDER_CHUNK_SIZE = 4  # one chunk per model: 4 prompts × 3 seeds = 12 images
     first = workers()
-    sweep = sweep_create(suite=suite, image_models=[tiny_models["tiny-sd3"], tiny_models["tiny-zimage"]], seeds=3)
+    sweep = sweep_create(suite=suite, image_models=[tiny_models["tiny-sd3"], tiny_models["tiny-zimage"]], seeds=3,
+                         canvas_width=64, canvas_height=64)
     gens = Generation.objects.filter(sweep=sweep)
 
     def mid_chunk():
@@ -227,13 +229,13 @@ def test_embedded_sqlite_and_filesystem_broker_render_through_a_worker_process(e
     worker = _start_worker(env=env, log=tmp_path / "worker.log")
     try:
         result = _manage(env, "run_sweep", "--suite", "embedded", "--models", "tiny-zimage,tiny-flux",
-                         "--seeds", "2", "--wait", "--timeout", "240")
+                         "--seeds", "2", "--width", "48", "--height", "48", "--wait", "--timeout", "240")
     finally:
         _stop(worker)
     sweep_id = int(result.stdout.strip().splitlines()[-1])
     rows = _embedded_rows(data, sweep_id)
     assert len(rows) == 2 * 3 * 2
-    _check_images(rows, data / "media", width=48, height=48)  # canvas = the larger model's size
+    _check_images(rows, data / "media", width=48, height=48)  # the canvas chosen explicitly
     db = sqlite3.connect(data / "db.sqlite3")
     assert db.execute("SELECT status FROM generation_sweep WHERE id = ?", (sweep_id,)).fetchone()[0] == "done"
 
@@ -244,7 +246,8 @@ def test_embedded_broker_recovers_a_sigkilled_worker(embedded, tmp_path):
     exists only in the database: reconcile alone must bring it back."""
     env, data = embedded
     env = {**env, "EVALSITE_RENDER_CHUNK_SIZE": "3"}  # one chunk per model: 3 prompts × 3 seeds
-    result = _manage(env, "run_sweep", "--suite", "embedded", "--models", "tiny-sd3,tiny-zimage", "--seeds", "3")
+    result = _manage(env, "run_sweep", "--suite", "embedded", "--models", "tiny-sd3,tiny-zimage", "--seeds", "3",
+                     "--width", "64", "--height", "64")
     sweep_id = int(result.stdout.strip().splitlines()[-1])
     log = tmp_path / "worker.log"
 

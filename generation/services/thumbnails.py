@@ -1,0 +1,39 @@
+"""Gallery thumbnails: made once per image and kept in the media storage (never per request).
+
+Staff-only files (panelists only ever get the full normalised image through the blind view), named
+after the image's opaque id.
+"""
+
+from __future__ import annotations
+
+import io
+
+from django.core.files.base import ContentFile
+
+from generation.models import Generation
+
+THUMBNAIL_SIZE = 256
+
+
+def thumbnail_name(*, generation: Generation) -> str:
+    return f"t/{generation.public_id[:2]}/{generation.public_id}.jpg"
+
+
+def generation_thumbnail(*, generation: Generation) -> str | None:
+    """The storage name of the image's thumbnail, made now if it is not there yet (None: no image)."""
+    if not generation.image:
+        return None
+    storage = generation.image.storage
+    name = thumbnail_name(generation=generation)
+    if storage.exists(name):
+        return name
+    from PIL import Image
+
+    with generation.image.open("rb") as handle:
+        image = Image.open(handle)
+        image.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        image = image.convert("RGB")
+        image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return storage.save(name, ContentFile(buffer.getvalue()))
