@@ -2,6 +2,8 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 
+from evalsite.access import PERM_EXPORT_RATINGS, PERM_MANAGE_STUDY, PERM_VIEW_RESULTS, user_may
+
 
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness + database reachability, for docker-compose and load balancers."""
@@ -11,7 +13,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    """Staff land on their studies; anyone else sees what the site is and where to go."""
-    if request.user.is_authenticated and request.user.is_staff:
+    """Staff who may see studies land on them; anyone else sees what the site is and where to go."""
+    if any(user_may(request.user, p) for p in (PERM_MANAGE_STUDY, PERM_VIEW_RESULTS, PERM_EXPORT_RATINGS)):
         return redirect("ratings:study_list")
     return render(request, "home.html")

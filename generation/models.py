@@ -75,6 +75,10 @@ class ImageModel(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [  # staff roles (evalsite.access)
+            ("manage_models", "Can add and change image models"),
+            ("allow_remote_code", "Can let a model run its own code on the workers (trust_remote_code)"),
+        ]
         constraints = [
             models.CheckConstraint(condition=models.Q(num_inference_steps__gte=1), name="imagemodel_steps_gte_1"),
             models.CheckConstraint(
@@ -135,6 +139,7 @@ class Sweep(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("run_sweep", "Can start, retry and watch sweeps")]  # staff roles (evalsite.access)
 
     def __str__(self) -> str:
         return self.name or f"Sweep {self.pk}"

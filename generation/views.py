@@ -1,18 +1,18 @@
 """Staff pages to start a sweep and watch it (htmx polls the progress partial)."""
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
+from evalsite.access import PERM_MANAGE_STUDY, PERM_RUN_SWEEP, staff_permission_required
 from generation.forms import SweepForm
 from generation.models import Sweep
 from generation.selectors import sweep_errors, sweep_progress, sweep_totals
 from generation.services import sweep_create, sweep_retry_failed
 
 
-@staff_member_required
+@staff_permission_required(PERM_RUN_SWEEP)
 @require_http_methods(["GET", "POST"])
 def sweep_new(request):
     form = SweepForm(request.POST or None)
@@ -32,7 +32,8 @@ def sweep_new(request):
     return render(request, "generation/sweep_new.html", {"form": form})
 
 
-@staff_member_required
+@staff_permission_required(PERM_RUN_SWEEP, PERM_MANAGE_STUDY)
+@require_http_methods(["GET"])
 def sweep_detail(request, sweep_id: int):
     sweep = get_object_or_404(Sweep.objects.select_related("suite"), pk=sweep_id)
     context = {
@@ -45,13 +46,14 @@ def sweep_detail(request, sweep_id: int):
     return render(request, template, context)
 
 
-@staff_member_required
+@staff_permission_required(PERM_RUN_SWEEP, PERM_MANAGE_STUDY)
+@require_http_methods(["GET"])
 def sweep_list(request):
     sweeps = Sweep.objects.select_related("suite").order_by("-created_at")[:100]
     return render(request, "generation/sweep_list.html", {"sweeps": sweeps})
 
 
-@staff_member_required
+@staff_permission_required(PERM_RUN_SWEEP)
 @require_http_methods(["POST"])
 def sweep_retry(request, sweep_id: int):
     """Re-render the failed images (after fixing what made them fail)."""

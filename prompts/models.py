@@ -20,6 +20,7 @@ class PromptSuite(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("upload_suite", "Can upload prompt suites")]  # staff roles (evalsite.access)
 
     def __str__(self) -> str:
         return self.name

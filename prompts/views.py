@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
+
+from evalsite.access import PERM_UPLOAD_SUITE, staff_permission_required
 
 from .forms import SuiteUploadForm
 from .models import PromptSuite
@@ -15,7 +16,7 @@ from .selectors import suite_summary
 from .services import PromptFileInvalid, prompt_suite_import
 
 
-@staff_member_required
+@staff_permission_required(PERM_UPLOAD_SUITE)
 def suite_upload(request):
     problems: list[str] = []
     warnings: list[str] = []

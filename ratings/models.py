@@ -65,6 +65,11 @@ class Study(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "studies"
+        permissions = [  # staff roles (evalsite.access)
+            ("manage_study", "Can manage studies (open, close, invite, share, criteria, panelists)"),
+            ("view_results", "Can view study results (leaderboard, leaderboard CSV)"),
+            ("export_ratings", "Can export raw ratings (ratings CSV)"),
+        ]
         constraints = [
             models.CheckConstraint(condition=models.Q(ratings_per_item__gte=1), name="study_k_gte_1"),
             models.CheckConstraint(

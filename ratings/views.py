@@ -6,7 +6,6 @@ import functools
 import re
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -15,6 +14,7 @@ from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
+from evalsite.access import PERM_EXPORT_RATINGS, PERM_MANAGE_STUDY, PERM_VIEW_RESULTS, staff_permission_required
 from generation.models import Generation
 
 from . import selectors, services
@@ -295,13 +295,13 @@ def panelist_image(request: HttpRequest, token: str, public_id: str) -> HttpResp
 # --- staff pages ----------------------------------------------------------------
 
 
-@staff_member_required
+@staff_permission_required(PERM_MANAGE_STUDY, PERM_VIEW_RESULTS, PERM_EXPORT_RATINGS)
 def study_list(request: HttpRequest) -> HttpResponse:
     studies = Study.objects.select_related("sweep").order_by("-created_at")
     return render(request, "ratings/study_list.html", {"studies": studies})
 
 
-@staff_member_required
+@staff_permission_required(PERM_MANAGE_STUDY)
 def study_new(request: HttpRequest) -> HttpResponse:
     form = StudyCreateForm(request.POST or None, initial={"sweep": request.GET.get("sweep")})
     if request.method == "POST" and form.is_valid():
@@ -320,7 +320,7 @@ def study_new(request: HttpRequest) -> HttpResponse:
     return render(request, "ratings/study_new.html", {"form": form}, status=400 if form.errors else 200)
 
 
-@staff_member_required
+@staff_permission_required(PERM_MANAGE_STUDY)
 def study_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     study = get_object_or_404(Study.objects.select_related("sweep", "sweep__suite"), pk=pk)
     if study.status != StudyStatus.CLOSED:
@@ -343,7 +343,7 @@ def _study_action(request: HttpRequest, pk: int) -> Study:
     return get_object_or_404(Study, pk=pk)
 
 
-@staff_member_required
+@staff_permission_required(PERM_MANAGE_STUDY)
 @require_POST
 def study_set_status(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     study = _study_action(request, pk)
@@ -361,7 +361,7 @@ def study_set_status(request: HttpRequest, pk: int, action: str) -> HttpResponse
     return redirect("ratings:study_dashboard", pk=study.pk)
 
 
-@staff_member_required
+@staff_permission_required(PERM_MANAGE_STUDY)
 @require_POST
 def study_invite(request: HttpRequest, pk: int) -> HttpResponse:
     study = _study_action(request, pk)
@@ -371,7 +371,7 @@ def study_invite(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("ratings:study_dashboard", pk=study.pk)
 
 
-@staff_member_required
+@staff_permission_required(PERM_MANAGE_STUDY)
 @require_POST
 def study_share(request: HttpRequest, pk: int) -> HttpResponse:
     study = _study_action(request, pk)
@@ -382,7 +382,7 @@ def study_share(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("ratings:study_dashboard", pk=study.pk)
 
 
-@staff_member_required
+@staff_permission_required(PERM_MANAGE_STUDY)
 @require_POST
 def study_criterion(request: HttpRequest, pk: int) -> HttpResponse:
     study = _study_action(request, pk)
@@ -401,7 +401,7 @@ def study_criterion(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("ratings:study_dashboard", pk=study.pk)
 
 
-@staff_member_required
+@staff_permission_required(PERM_MANAGE_STUDY)
 @require_POST
 def panelist_manage(request: HttpRequest, pk: int, panelist_id: int, action: str) -> HttpResponse:
     panelist = get_object_or_404(Panelist.objects.select_related("study"), pk=panelist_id, study_id=pk)

@@ -10,6 +10,19 @@ from prompts.models import Prompt, PromptSuite
 from ratings.models import Criterion, Panelist, Study
 
 
+def staff_user(username: str = "staff", *, roles: tuple[str, ...] = ()):
+    """A staff account in the given role groups (evalsite.access.ROLES); no password (hashing is slow)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from evalsite.access import roles_ensure
+
+    roles_ensure()
+    user = get_user_model().objects.create(username=username, is_staff=True)
+    user.groups.set(Group.objects.filter(name__in=roles))
+    return user
+
+
 class PromptSuiteFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = PromptSuite

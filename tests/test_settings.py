@@ -4,6 +4,8 @@ import sys
 import pytest
 from django.conf import settings
 
+from tests.factories import staff_user
+
 SETUP = "import django,os;os.environ['DJANGO_SETTINGS_MODULE']='evalsite.settings';django.setup();"
 
 
@@ -53,7 +55,7 @@ def test_home_page_points_panelists_and_staff_somewhere(client, django_user_mode
     response = client.get("/")
     assert response.status_code == 200
     assert b"invite link" in response.content and b"/admin/login/?next=/studies/" in response.content
-    staff = django_user_model.objects.create_user("s", password="pw-12345678", is_staff=True)
+    staff = staff_user("s", roles=("Study managers", "Sweep runners", "Suite uploaders"))
     client.force_login(staff)
     response = client.get("/")
     assert response.status_code == 302 and response["Location"] == "/studies/"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET
+
+from evalsite.access import PERM_EXPORT_RATINGS, PERM_VIEW_RESULTS, staff_permission_required, user_may
 
 from ..models import Panelist, Study
 from ..views import SESSION_PANELISTS  # {study_id: token} of panelists this browser rated as
@@ -87,15 +89,20 @@ def _not_yet(request: HttpRequest, study: Study) -> HttpResponse:
 
 @require_GET
 def leaderboard(request: HttpRequest, study_id: int) -> HttpResponse:
-    """Staff always; a panelist of this study (remembered in the session) once results are public."""
+    """Staff who may view results; a panelist of this study (remembered in the session) once results are public.
+
+    Other staff get 403, as the admin answers them; anyone else is sent to the staff login.
+    """
     study = get_object_or_404(Study.objects.select_related("sweep"), pk=study_id)
-    if request.user.is_active and request.user.is_staff:
+    if user_may(request.user, PERM_VIEW_RESULTS):
         return _render_board(request, study, for_staff=True)
     token = request.session.get(SESSION_PANELISTS, {}).get(str(study.pk))
     if token and Panelist.objects.filter(study=study, token=token, revoked_at__isnull=True).exists():
         if rs.results_visible_to_panelists(study=study):
             return _render_board(request, study, for_staff=False)
         return _not_yet(request, study)
+    if request.user.is_active and request.user.is_staff:
+        raise PermissionDenied
     return redirect_to_login(request.get_full_path(), reverse("admin:login"))
 
 
@@ -111,7 +118,7 @@ def panelist_results(request: HttpRequest, token: str) -> HttpResponse:
     return _render_board(request, panelist.study, for_staff=False)
 
 
-@staff_member_required
+@staff_permission_required(PERM_VIEW_RESULTS)
 @require_GET
 def leaderboard_csv(request: HttpRequest, study_id: int) -> StreamingHttpResponse:
     study = get_object_or_404(Study, pk=study_id)
@@ -120,7 +127,7 @@ def leaderboard_csv(request: HttpRequest, study_id: int) -> StreamingHttpRespons
                          bom=_wants_bom(request))
 
 
-@staff_member_required
+@staff_permission_required(PERM_EXPORT_RATINGS)
 @require_GET
 def ratings_csv(request: HttpRequest, study_id: int) -> StreamingHttpResponse:
     """Every rating, one row per score, streamed (constant memory however many there are)."""

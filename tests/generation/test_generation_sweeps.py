@@ -14,7 +14,7 @@ from django.utils import timezone
 from generation.models import Generation, GenerationStatus, ImageModel, Sweep, SweepStatus
 from generation.selectors import sweep_progress, sweep_totals
 from generation.services import render_chunks, sweep_create
-from tests.factories import ImageModelFactory, PromptFactory, PromptSuiteFactory
+from tests.factories import ImageModelFactory, PromptFactory, PromptSuiteFactory, staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -156,7 +156,7 @@ def test_build_demo_models_builds_registers_and_is_idempotent(tmp_path, capsys):
 
 @pytest.fixture
 def staff(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("staff", password="pw-12345678", is_staff=True))
+    client.force_login(staff_user("staff", roles=("Sweep runners",)))
     return client
 
 

@@ -8,6 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from prompts.models import Prompt, PromptSuite
+from tests.factories import staff_user
 
 pytestmark = pytest.mark.django_db
 URL = "/suites/upload/"
@@ -15,7 +16,7 @@ URL = "/suites/upload/"
 
 @pytest.fixture
 def staff_client(client):
-    user = get_user_model().objects.create_user("staff", password="pw-123456", is_staff=True)
+    user = staff_user("staff", roles=("Suite uploaders",))
     client.force_login(user)
     client.user = user
     return client

@@ -10,6 +10,7 @@ from django.urls import reverse
 from ratings import services
 from ratings.models import Assignment, AssignmentStatus, Panelist, Rating, StudyStatus
 from ratings.selectors import criteria_for_prompt
+from tests.factories import staff_user
 from tests.ratings.helpers import make_sweep
 
 pytestmark = pytest.mark.django_db
@@ -275,7 +276,7 @@ def test_staff_create_refuses_bad_input_and_creates_nothing(client, admin_user):
 def test_sweep_page_lists_its_studies_and_starts_a_new_one_with_the_sweep_chosen(client, django_user_model):
     sweep, *_ = make_sweep(n_models=2, n_prompts=2)
     study = services.study_create(sweep=sweep, name="Round one", mode="single", ratings_per_item=1)
-    client.force_login(django_user_model.objects.create_user("staff-s", password="pw-12345678", is_staff=True))
+    client.force_login(staff_user("staff-s", roles=("Sweep runners", "Study managers")))
     page = client.get(f"/sweeps/{sweep.pk}/").content.decode()
     assert f'href="/studies/{study.pk}/"' in page and "Round one" in page
     assert f'href="/studies/new/?sweep={sweep.pk}"' in page
