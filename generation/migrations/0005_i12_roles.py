@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generation', '0003_i18_ocr'),
+        ('generation', '0004_i15_gallery_import_cancel'),
     ]
 
     operations = [
