@@ -196,6 +196,8 @@ MODEL_DIR = Path(env.str("EVALSITE_MODEL_DIR", default=str(DATA_DIR / "models"))
 PROMPT_FILE_MAX_BYTES = env.int("EVALSITE_PROMPT_FILE_MAX_BYTES", default=20 * 1024 * 1024)
 PROMPT_FILE_MAX_ROWS = env.int("EVALSITE_PROMPT_FILE_MAX_ROWS", default=100_000)
 PROMPT_MAX_CHARS = env.int("EVALSITE_PROMPT_MAX_CHARS", default=4000)
+RATINGS_FILE_MAX_BYTES = env.int("EVALSITE_RATINGS_FILE_MAX_BYTES", default=200 * 1024 * 1024)  # import_ratings
+RATINGS_FILE_MAX_ROWS = env.int("EVALSITE_RATINGS_FILE_MAX_ROWS", default=2_000_000)
 GPU_VRAM_BUDGET_GB = env.float("EVALSITE_VRAM_BUDGET_GB", default=0.0)  # 0 = whole card
 # Image import (import_images, /sweeps/<id>/import/): a zip/upload over this many bytes is refused, and so is
 # an image over this many pixels (a decompression bomb) or a zip that would unpack to more than the total.

@@ -112,8 +112,9 @@ def image_model_errors(*, model: ImageModel) -> dict[str, list[str]]:
             add("extra_params", f"Set {', '.join(clash)} with the fields of this form, not in extra params.")
     if not isinstance(model.load_params, dict):
         add("load_params", "Must be a JSON object.")
-    add("source", source_error(source=model.source))
-    add("pipeline_class", pipeline_class_error(backend=model.backend, pipeline_class=model.pipeline_class))
+    if model.backend != "imported":  # made elsewhere: nothing here loads it
+        add("source", source_error(source=model.source))
+        add("pipeline_class", pipeline_class_error(backend=model.backend, pipeline_class=model.pipeline_class))
     if model.min_vram_gb is not None and model.min_vram_gb <= 0:
         add("min_vram_gb", "Minimum VRAM must be positive (GiB).")
     return errors

@@ -60,9 +60,14 @@ def _size(n: int) -> str:
     return f"{n / mb:.1f} MB ({n:,} bytes)" if n >= mb else f"{n:,} bytes"
 
 
-def prompt_file_check(*, data: bytes, size: int | None = None) -> list[Problem]:
-    """Whole-file problems, before any parsing: size, emptiness, binary, encoding."""
-    limit = settings.PROMPT_FILE_MAX_BYTES
+def prompt_file_check(*, data: bytes, size: int | None = None, max_bytes: int | None = None,
+                      kind: str = "prompt file") -> list[Problem]:
+    """Whole-file problems, before any parsing: size, emptiness, binary, encoding.
+
+    Also the first check of other text uploads (ratings.services.imports): ``max_bytes`` and
+    ``kind`` (what the file should have been) default to a prompt file's.
+    """
+    limit = settings.PROMPT_FILE_MAX_BYTES if max_bytes is None else max_bytes
     size = len(data) if size is None else size
     if size > limit:
         return [Problem(0, f"file is {_size(size)}, over the limit of {_size(limit)}")]
@@ -72,11 +77,11 @@ def prompt_file_check(*, data: bytes, size: int | None = None) -> list[Problem]:
         return [Problem(0, "file is UTF-16 text; save it as UTF-8")]
     for magic, what in _MAGIC:
         if data.startswith(magic):
-            return [Problem(0, f"binary file ({what}), not a text prompt file")]
+            return [Problem(0, f"binary file ({what}), not a text {kind}")]
     head = data[:8192]
     controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
     if b"\x00" in data or controls > len(head) // 20:
-        return [Problem(0, "binary file (control bytes such as NUL), not a text prompt file")]
+        return [Problem(0, f"binary file (control bytes such as NUL), not a text {kind}")]
     problems = []
     try:
         data.decode("utf-8-sig")

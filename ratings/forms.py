@@ -40,3 +40,11 @@ class CriterionForm(forms.Form):
 class ExcludeForm(forms.Form):
     excluded = forms.BooleanField(required=False)
     reason = forms.CharField(max_length=200, required=False)
+
+
+class RatingsImportForm(forms.Form):
+    file = forms.FileField(help_text="CSV or TSV with a header: rater, model, prompt, criterion, score "
+                                     "(optional category, pair, side, seed).")
+    study_name = forms.CharField(max_length=200)
+    format = forms.ChoiceField(choices=[("auto", "Detect from name and content"), ("csv", "CSV"), ("tsv", "TSV")],
+                               initial="auto")

@@ -57,6 +57,10 @@ class Study(models.Model):
         max_length=64, unique=True, null=True, blank=True,
         help_text="A shared link that mints a panelist on first visit; empty = invite links only.",
     )
+    imported_from = models.CharField(
+        max_length=255, blank=True, editable=False,
+        help_text="File its ratings were imported from (import_ratings); empty for a study rated here.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import import_views, views
 
 app_name = "ratings"
 urlpatterns = [
@@ -14,6 +14,7 @@ urlpatterns = [
     # Staff.
     path("studies/", views.study_list, name="study_list"),
     path("studies/new/", views.study_new, name="study_new"),
+    path("studies/import/", import_views.ratings_upload, name="ratings_upload"),
     path("studies/<int:pk>/", views.study_dashboard, name="study_dashboard"),
     path("studies/<int:pk>/status/<str:action>/", views.study_set_status, name="study_set_status"),
     path("studies/<int:pk>/invite/", views.study_invite, name="study_invite"),

@@ -13,8 +13,11 @@ import io
 from .base import ItemStream, Problem, blank_line_problem, prompt_key, row_from_mapping
 
 
-def _records(text: str, *, delimiter: str, quoting: int):
-    """(first line, fields) per record, or (line, Problem) for a record that does not parse."""
+def delimited_records(text: str, *, delimiter: str, quoting: int):
+    """(first line, fields) per record, or (line, Problem) for a record that does not parse.
+
+    Also read by ratings.services.imports (ratings CSV/TSV files).
+    """
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
     previous_end = 0
     while True:
@@ -32,7 +35,7 @@ def _records(text: str, *, delimiter: str, quoting: int):
 
 def parse(text: str, *, delimiter: str) -> ItemStream:
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    records = list(_records(text, delimiter=delimiter, quoting=quoting))
+    records = list(delimited_records(text, delimiter=delimiter, quoting=quoting))
     # Trailing blank lines are harmless; blank lines between rows are not.
     while records and records[-1][1] == []:
         records.pop()

@@ -18,6 +18,7 @@ from ..services import StudySetupError
 RATINGS_CSV_HEADER = [
     "study", "rating_id", "prompt_id", "prompt", "category", "model", "model_slug", "seed", "criterion", "score",
     "mode", "side", "pair_partner_model", "panelist", "gold", "excluded", "simulated", "timestamp", "elapsed_ms",
+    "pair",  # the answer's id on both sides of a pair (empty for single images): import_ratings reads it back
 ]
 
 
@@ -31,17 +32,18 @@ def ratings_export_rows(*, study: Study, chunk_size: int = 2000) -> Iterator[lis
             "generation__model__name", "generation__model__slug", "generation__seed", "criterion__key", "score",
             "assignment__kind", "side", "assignment__left__model__name", "assignment__right__model__name",
             "panelist__pseudonym", "assignment__is_gold", "panelist__excluded", "is_simulated", "created_at",
-            "assignment__elapsed_ms",
+            "assignment__elapsed_ms", "assignment_id",
         )
     )
     for (rid, pid, text, cat, model, slug, seed, crit, score, kind, side, left_model, right_model, pseudonym,
-         gold, excluded, simulated, created, elapsed) in qs.iterator(chunk_size=chunk_size):
+         gold, excluded, simulated, created, elapsed, assignment_id) in qs.iterator(chunk_size=chunk_size):
         partner = right_model if side == Side.LEFT else left_model if side == Side.RIGHT else ""
         yield [
             study.pk, rid, pid, text, cat, model, slug, seed, crit, score,
             "pair" if kind == AssignmentKind.PAIR else "single", side, partner or "", pseudonym,
             int(bool(gold)), int(bool(excluded)), int(bool(simulated)),
             created.isoformat(timespec="seconds") if created else "", "" if elapsed is None else elapsed,
+            assignment_id if kind == AssignmentKind.PAIR else "",
         ]
 
 

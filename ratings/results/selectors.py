@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from django.db import connection
 from django.db.models import Case, Count, IntegerField, Max, Value, When
 from django.utils import timezone
 
-from generation.models import Generation, GenerationStatus, ImageModel
+from generation.models import Generation, GenerationStatus, ImageModel, Origin
 from prompts.models import Prompt
 
 from ..models import Criterion, Panelist, Rating, Side, Study, StudyStatus
@@ -152,17 +153,18 @@ def model_facts(*, study: Study) -> list[dict]:
     models = list(study.sweep.image_models.order_by("name"))
     seconds: dict[int, list[float]] = {m.pk: [] for m in models}
     info: dict[int, dict] = {m.pk: {"gpus": set(), "fast": set(), "offload": set(), "devices": set(),
-                                    "alloc": None, "reserved": None, "snapshot": None} for m in models}
+                                    "alloc": None, "reserved": None, "snapshot": None, "origins": set()} for m in models}
     rows = (
         Generation.objects.filter(sweep_id=study.sweep_id, status=GenerationStatus.DONE)
         .order_by()
         .values_list("model_id", "seconds", "gpu_name", "fast_mode", "peak_vram_allocated", "peak_vram_reserved",
-                     "offload_used", "device")
+                     "offload_used", "device", "origin")
         .iterator(chunk_size=5000)
     )
-    for model_id, sec, gpu, fast, alloc, reserved, offload, device in rows:
+    for model_id, sec, gpu, fast, alloc, reserved, offload, device, origin in rows:
         if model_id not in info:
             continue
+        info[model_id]["origins"].add(origin)
         if sec is not None:
             seconds[model_id].append(sec)
         d = info[model_id]
@@ -182,11 +184,13 @@ def model_facts(*, study: Study) -> list[dict]:
         speed = stats.speed_summary(seconds=seconds[m.pk])
         d = info[m.pk]
         fast = d["fast"] or {m.fast_mode}
+        # every image of this model in the sweep was made elsewhere (import_ratings, import_images)
+        imported = d["origins"] == {Origin.IMPORTED}
         out.append({
-            "id": m.pk, "name": m.name, "slug": m.slug,
+            "id": m.pk, "name": m.name, "slug": m.slug, "imported": imported,
             "speed_median": _finite(speed.median), "speed_mean": _finite(speed.mean), "n_images": speed.n,
             "gpu": ", ".join(sorted(d["gpus"])) or ("CPU" if d["devices"] == {"cpu"} else ""),
-            "mode": "fast" if fast == {True} else ("plain" if fast == {False} else "mixed"),
+            "mode": "imported" if imported else ("fast" if fast == {True} else ("plain" if fast == {False} else "mixed")),
             "vram_allocated_gib": _gib(d["alloc"]), "vram_reserved_gib": _gib(d["reserved"]),
             "settings": {
                 "steps": m.num_inference_steps, "guidance": m.guidance_scale, "size": f"{m.width}×{m.height}",
@@ -227,6 +231,12 @@ def _pairs_of(a: RatingArrays) -> dict[str, np.ndarray]:
             "left_score": a.score[lw], "right_score": a.score[rw], "prompt": a.prompt[lw]}
 
 
+def criterion_seed(*, key: str) -> int:
+    """The bootstrap seed of a criterion: from its key, not its database id, so the same ratings give the
+    same intervals in any study (an imported copy of a study gives the same leaderboard)."""
+    return zlib.crc32(key.encode("utf-8"))
+
+
 def leaderboard_compute(*, study: Study) -> dict:
     """Everything the leaderboard page, its CSV and the ``leaderboard`` command show (plain data)."""
     from . import stats  # numpy/scipy load only where statistics run (exports stay light)
@@ -241,7 +251,7 @@ def leaderboard_compute(*, study: Study) -> dict:
     extra = sorted(set(np.unique(a.model).tolist()) - known)  # e.g. a fallback model's images
     if extra:
         for m in ImageModel.objects.filter(pk__in=extra):
-            facts.append({"id": m.pk, "name": m.name, "slug": m.slug, "speed_median": None, "speed_mean": None,
+            facts.append({"id": m.pk, "name": m.name, "slug": m.slug, "imported": False, "speed_median": None, "speed_mean": None,
                           "n_images": 0, "gpu": "", "mode": "", "vram_allocated_gib": None,
                           "vram_reserved_gib": None, "settings": {}})
         model_ids = [f["id"] for f in facts]
@@ -261,10 +271,10 @@ def leaderboard_compute(*, study: Study) -> dict:
         y, mm, pp, rr = a.score[sel], model_of[sel], prompt_of[sel], rater_of[sel]
         items, item_of = _dense(a.generation[sel])
         raw = stats.model_means(scores=y, model=mm, prompt=pp, rater=rr if y.size else None, n_models=n_models,
-                                n_prompts=max(len(prompt_ids), 1), n_resamples=N_RESAMPLES, seed=c.pk)
+                                n_prompts=max(len(prompt_ids), 1), n_resamples=N_RESAMPLES, seed=criterion_seed(key=c.key))
         z = stats.normalize_scores(scores=y, rater=rr, item=item_of)
         norm = stats.model_means(scores=z, model=mm, prompt=pp, rater=rr if y.size else None, n_models=n_models,
-                                 n_prompts=max(len(prompt_ids), 1), n_resamples=N_RESAMPLES, seed=c.pk)
+                                 n_prompts=max(len(prompt_ids), 1), n_resamples=N_RESAMPLES, seed=criterion_seed(key=c.key))
         scores[c.key] = [_cell(raw, i, norm) for i in range(n_models)]
         agreement[c.key] = {
             "alpha": _finite(stats.krippendorff_interval_alpha(scores=y, rater=rr, item=item_of)) if y.size else None,
@@ -275,7 +285,7 @@ def leaderboard_compute(*, study: Study) -> dict:
         for cat in sorted(set(cats.tolist())):
             cs = cats == cat
             t = stats.model_means(scores=y[cs], model=mm[cs], prompt=pp[cs], rater=rr[cs], n_models=n_models,
-                                  n_prompts=max(len(prompt_ids), 1), n_resamples=CATEGORY_RESAMPLES, seed=c.pk)
+                                  n_prompts=max(len(prompt_ids), 1), n_resamples=CATEGORY_RESAMPLES, seed=criterion_seed(key=c.key))
             by_category.setdefault(cat, {})[c.key] = [_cell(t, i) for i in range(n_models)]
 
     ocr = ocr_results(study=study, model_ids=model_ids, a=a, criteria=criteria)
@@ -359,7 +369,7 @@ def _pair_results(*, a: RatingArrays, criteria: list[Criterion], m_index: dict[i
             continue
         outcome = stats.pair_outcomes(left_score=pr["left_score"][sel], right_score=pr["right_score"][sel])
         bt = stats.bradley_terry(left_model=lm[sel], right_model=rm[sel], outcome=outcome, prompt=pp[sel],
-                                 n_models=n_models, n_resamples=N_RESAMPLES, seed=c.pk)
+                                 n_models=n_models, n_resamples=N_RESAMPLES, seed=criterion_seed(key=c.key))
         out["by_criterion"][c.key] = {
             "strength": [_finite(x) for x in bt.strength], "ci_low": [_finite(x) for x in bt.ci_low],
             "ci_high": [_finite(x) for x in bt.ci_high], "rank": [int(x) for x in bt.rank],

@@ -152,7 +152,9 @@ def study_items_sync(*, study: Study) -> int:
 
 
 def study_open(*, study: Study) -> Study:
-    """Open for rating; needs at least one rendered image."""
+    """Open for rating; needs at least one rendered image (an imported study has none)."""
+    if study.imported_from:
+        raise StudySetupError("This study holds ratings imported from elsewhere; it has no images to rate.")
     study_items_sync(study=study)
     if not StudyItem.objects.filter(study=study).exists():
         raise StudySetupError("Nothing to rate yet: the sweep has no rendered images for this study's mode.")
