@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ratings', '0003_i16_change_answers'),
+        ('ratings', '0004_i12_roles'),
     ]
 
     operations = [
