@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
+
+from evalsite.access import PERM_MANAGE_STUDY, staff_permission_required
 
 from .forms import RatingsImportForm
 from .models import Study
 from .services.imports import RatingFileInvalid, ratings_import
 
 
-@staff_member_required
+@staff_permission_required(PERM_MANAGE_STUDY)  # it creates a study
 def ratings_upload(request: HttpRequest) -> HttpResponse:
     problems: list[str] = []
     status = 200

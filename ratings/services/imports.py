@@ -234,6 +234,7 @@ def rating_rows_parse(*, text: str, fmt: str) -> tuple[list[RatingRow], int, lis
         return [], 0, [Problem(0, f"{len(records) - 1:,} rows, over the limit of {settings.RATINGS_FILE_MAX_ROWS:,}; "
                                   "split the file")]
     rows: list[RatingRow] = []
+    broken_pairs: set[str] = set()
     gold = 0
     width = len(header)
     kind = fmt.upper()
@@ -253,7 +254,9 @@ def rating_rows_parse(*, text: str, fmt: str) -> tuple[list[RatingRow], int, lis
             rows.append(row)
         elif len(problems) == n_before:
             gold += 1
-    problems.extend(_consistency_problems(rows))
+        elif "pair" in columns and fields[columns["pair"]].strip():  # its pair is reported through this row
+            broken_pairs.add(fields[columns["pair"]].strip())
+    problems.extend(_consistency_problems([r for r in rows if not r.pair or r.pair not in broken_pairs]))
     problems.sort(key=lambda p: p.line)
     if not rows and not problems:
         problems.append(Problem(0, "file holds no ratings (only attention-check rows)"))

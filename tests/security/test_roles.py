@@ -37,6 +37,7 @@ PANELIST_PREFIX = "r/"
 EXPECTED = {
     "ratings:study_list": {PERM_MANAGE_STUDY, PERM_VIEW_RESULTS, PERM_EXPORT_RATINGS},
     "ratings:study_new": {PERM_MANAGE_STUDY},
+    "ratings:ratings_upload": {PERM_MANAGE_STUDY},
     "ratings:study_dashboard": {PERM_MANAGE_STUDY},
     "ratings:study_set_status": {PERM_MANAGE_STUDY},
     "ratings:study_invite": {PERM_MANAGE_STUDY},
