@@ -193,6 +193,8 @@ RENDER_STALE_SECONDS = env.float("EVALSITE_RENDER_STALE_SECONDS", default=120.0)
 
 # --- evalsite -----------------------------------------------------------------
 MODEL_DIR = Path(env.str("EVALSITE_MODEL_DIR", default=str(DATA_DIR / "models")))
+# More folders local model directories may live in (a source outside MODEL_DIR and these is refused).
+MODEL_ROOTS = env.list("EVALSITE_MODEL_ROOTS", default=["/models", "/srv/models"])
 PROMPT_FILE_MAX_BYTES = env.int("EVALSITE_PROMPT_FILE_MAX_BYTES", default=20 * 1024 * 1024)
 PROMPT_FILE_MAX_ROWS = env.int("EVALSITE_PROMPT_FILE_MAX_ROWS", default=100_000)
 PROMPT_MAX_CHARS = env.int("EVALSITE_PROMPT_MAX_CHARS", default=4000)

@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from evalsite.access import PERM_MANAGE_MODELS, PERM_REMOTE_CODE
+
 from .forms import ImageModelAdminForm
 from .models import Generation, ImageModel, Sweep
 
@@ -18,10 +20,26 @@ class ImageModelAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
     fieldsets = (
         (None, {"fields": ("name", "slug", "enabled", "notes")}),
-        ("Source", {"fields": ("backend", "source", "revision", "pipeline_class", "load_params")}),
+        ("Source", {"fields": ("backend", "source", "revision", "pipeline_class", "load_params", "trust_remote_code")}),
         ("Generation settings", {"fields": ("num_inference_steps", "guidance_scale", "width", "height", "extra_params")}),
         ("Memory and speed", {"fields": ("dtype", "quantization", "offload", "fast_mode", "min_vram_gb", "fallback")}),
     )
+
+    def get_readonly_fields(self, request, obj=None):
+        """Running a model's own code on the workers is a permission of its own."""
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.has_perm(PERM_REMOTE_CODE):
+            fields.append("trust_remote_code")
+        return fields
+
+    def has_add_permission(self, request) -> bool:
+        return super().has_add_permission(request) and request.user.has_perm(PERM_MANAGE_MODELS)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and request.user.has_perm(PERM_MANAGE_MODELS)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and request.user.has_perm(PERM_MANAGE_MODELS)
 
 
 @admin.register(Sweep)

@@ -10,7 +10,7 @@ class ImageModelAdminForm(forms.ModelForm):
     class Meta:
         model = ImageModel
         fields = (
-            "name", "slug", "enabled", "notes", "backend", "source", "revision", "pipeline_class", "load_params",
+            "name", "slug", "enabled", "notes", "backend", "source", "revision", "pipeline_class", "load_params", "trust_remote_code",
             "num_inference_steps", "guidance_scale", "width", "height", "extra_params",
             "dtype", "quantization", "offload", "fast_mode", "min_vram_gb", "fallback",
         )

@@ -56,6 +56,10 @@ class ImageModel(models.Model):
         default=dict, blank=True, help_text='More pipeline call kwargs, e.g. {"max_sequence_length": 512}.'
     )
     load_params = models.JSONField(default=dict, blank=True, help_text="More from_pretrained kwargs.")
+    trust_remote_code = models.BooleanField(
+        default=False, verbose_name="run the model's own code (trust_remote_code)",
+        help_text="Lets the model's repository run Python on the GPU workers; needs its own permission.",
+    )
     dtype = models.CharField(max_length=16, choices=DType.choices, default=DType.BF16)
     quantization = models.CharField(max_length=8, choices=Quantization.choices, default=Quantization.NONE)
     offload = models.CharField(max_length=16, choices=Offload.choices, default=Offload.NONE)

@@ -7,8 +7,12 @@ with the loader's message.
 
 from __future__ import annotations
 
+import math
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from django.conf import settings
 
 if TYPE_CHECKING:
     from generation.models import ImageModel
@@ -24,6 +28,10 @@ RESERVED_CALL_PARAMS = {
     "num_images_per_prompt", "return_dict",
 }
 TRANSFORMERS_CLASSES = {"", "AutoModelForCausalLM"}
+MAX_SIDE = 4096
+MAX_STEPS = 1000
+GUIDANCE_RANGE = (0.0, 50.0)
+REMOTE_CODE_KEY = "trust_remote_code"  # never in load_params: the model's own field, behind its own permission
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 CLASS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -35,12 +43,32 @@ def size_multiple(*, pipeline_class: str, backend: str = "diffusers") -> int:
     return 16 if pipeline_class in SIXTEEN_ALIGNED or not pipeline_class else 8
 
 
+def model_roots() -> list[Path]:
+    """Folders local model directories may live in: MODEL_DIR and EVALSITE_MODEL_ROOTS."""
+    return [Path(settings.MODEL_DIR), *(Path(p) for p in getattr(settings, "MODEL_ROOTS", []))]
+
+
 def source_error(*, source: str) -> str:
-    """A source is a hub repo id (org/name) or an absolute local directory."""
+    """A source is a hub repo id (org/name) or a model directory inside one of the model roots.
+
+    Never a filesystem root or any folder outside the roots (a worker would load whatever is
+    there). A directory the web host cannot see (a GPU host's own volume) is accepted when it lies
+    inside a root; one it can see must be a directory.
+    """
     source = (source or "").strip()
     if not source:
         return "Give a hub id (org/name) or a local directory."
     if source.startswith("/"):
+        path = Path(source)
+        if ".." in path.parts or path != Path(*path.parts):
+            return f"{source!r}: give the directory without '..' or '//'."
+        roots = model_roots()
+        inside = [r for r in roots if path != r and path.is_relative_to(r)]
+        if not inside:
+            where = ", ".join(str(r) for r in roots)
+            return f"{source!r} is not a model directory inside the model roots ({where}; EVALSITE_MODEL_ROOTS)."
+        if path.exists() and not path.is_dir():
+            return f"{source!r} is a file, not a model directory."
         return ""
     if HUB_ID.match(source) and ".." not in source:
         return ""
@@ -94,14 +122,22 @@ def image_model_errors(*, model: ImageModel) -> dict[str, list[str]]:
 
     if model.num_inference_steps is None or model.num_inference_steps < 1:
         add("num_inference_steps", "Steps must be at least 1.")
+    elif model.num_inference_steps > MAX_STEPS:
+        add("num_inference_steps", f"Steps must be at most {MAX_STEPS}.")
     multiple = size_multiple(pipeline_class=model.pipeline_class, backend=model.backend)
     for field in ("width", "height"):
         value = getattr(model, field)
         if not value or value % multiple:
             add(field, f"{field.capitalize()} must be a positive multiple of {multiple} for "
                        f"{model.pipeline_class or ('the transformers backend' if model.backend == 'transformers' else 'an auto-detected pipeline')}.")
-    if model.guidance_scale is not None and model.guidance_scale < 0:
-        add("guidance_scale", "Guidance must be 0 or more.")
+        elif value > MAX_SIDE:
+            add(field, f"{field.capitalize()} must be at most {MAX_SIDE} pixels.")
+    if model.guidance_scale is not None:
+        low, high = GUIDANCE_RANGE
+        if not math.isfinite(model.guidance_scale) or model.guidance_scale < low:
+            add("guidance_scale", "Guidance must be 0 or more.")
+        elif model.guidance_scale > high:
+            add("guidance_scale", f"Guidance must be at most {high:g}.")
     for message in fallback_errors(model=model):
         add("fallback", message)
     if not isinstance(model.extra_params, dict):
@@ -112,6 +148,12 @@ def image_model_errors(*, model: ImageModel) -> dict[str, list[str]]:
             add("extra_params", f"Set {', '.join(clash)} with the fields of this form, not in extra params.")
     if not isinstance(model.load_params, dict):
         add("load_params", "Must be a JSON object.")
+    elif REMOTE_CODE_KEY in model.load_params:
+        add("load_params", "trust_remote_code is not a load parameter: use the field "
+                           "\"run the model's own code\", which needs its own permission.")
+    if model.backend == "transformers" and not model.trust_remote_code:
+        add("trust_remote_code", "The transformers backend runs the model's own code: it needs "
+                                 "\"run the model's own code\" (and the permission to set it).")
     if model.backend != "imported":  # made elsewhere: nothing here loads it
         add("source", source_error(source=model.source))
         add("pipeline_class", pipeline_class_error(backend=model.backend, pipeline_class=model.pipeline_class))

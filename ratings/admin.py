@@ -1,6 +1,8 @@
+from django import forms
 from django.contrib import admin
 
 from .models import Assignment, Criterion, Panelist, Rating, Study
+from .selectors import study_locked_fields
 
 
 class CriterionInline(admin.TabularInline):
@@ -8,11 +10,36 @@ class CriterionInline(admin.TabularInline):
     extra = 0
 
 
+class StudyAdminForm(forms.ModelForm):
+    """Refuses what would corrupt a study that has items: another sweep, another mode."""
+
+    class Meta:
+        model = Study
+        fields = ("name", "sweep", "mode", "ratings_per_item", "gold_enabled", "gold_share", "instructions", "status",
+                  "results_public", "assignment_strategy", "assignment_timeout_minutes", "items_per_panelist",
+                  "share_token", "share_max_panelists", "created_by")
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is None:
+            return cleaned
+        for field in study_locked_fields(study=self.instance):
+            if field in cleaned and cleaned[field] != getattr(self.instance, field):
+                self.add_error(field, f"The {field} of a study cannot change once it has items; "
+                                      "make a new study instead.")
+        return cleaned
+
+
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
+    form = StudyAdminForm
     list_display = ("name", "sweep", "mode", "ratings_per_item", "status", "results_public", "created_at")
     list_filter = ("status", "mode")
     inlines = [CriterionInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields + list(study_locked_fields(study=obj)) if obj is not None else fields
 
     def save_related(self, request, form, formsets, change):
         """A study made here without criteria gets the default ones, and its items."""

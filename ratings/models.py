@@ -5,7 +5,10 @@ from __future__ import annotations
 import secrets
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+TIMEOUT_MINUTES_MAX = 24 * 60
 
 
 def new_token() -> str:
@@ -49,7 +52,14 @@ class Study(models.Model):
     assignment_strategy = models.CharField(
         max_length=16, choices=AssignmentStrategy.choices, default=AssignmentStrategy.BALANCED
     )
-    assignment_timeout_minutes = models.PositiveIntegerField(default=15)
+    assignment_timeout_minutes = models.PositiveIntegerField(
+        default=15, validators=[MinValueValidator(1), MaxValueValidator(TIMEOUT_MINUTES_MAX)],
+        help_text="An item not answered within this goes back to the pool (1 minute to 24 hours).",
+    )
+    share_max_panelists = models.PositiveIntegerField(
+        default=200, validators=[MinValueValidator(1)],
+        help_text="The most panelists the shared link may mint (invite links are not counted).",
+    )
     items_per_panelist = models.PositiveIntegerField(
         default=0, help_text="Items one panelist is asked to rate (shown as progress n of m); 0 = no limit."
     )
@@ -76,6 +86,11 @@ class Study(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(ratings_per_item__gte=1), name="study_k_gte_1"),
+            models.CheckConstraint(
+                condition=models.Q(assignment_timeout_minutes__gte=1)
+                & models.Q(assignment_timeout_minutes__lte=TIMEOUT_MINUTES_MAX),
+                name="study_timeout_1min_24h",
+            ),
             models.CheckConstraint(
                 condition=models.Q(gold_share__gte=0) & models.Q(gold_share__lte=0.5), name="study_gold_share_range"
             ),

@@ -100,6 +100,16 @@ def panelist_by_token(*, token: str) -> Panelist | None:
     return rows[0] if rows else None
 
 
+LOCKED_ONCE_ITEMS = ("sweep", "mode")
+
+
+def study_locked_fields(*, study: Study) -> tuple[str, ...]:
+    """Fields that cannot change once the study has items: its items belong to that sweep and mode."""
+    if study.pk is None or not StudyItem.objects.filter(study=study).exists():
+        return ()
+    return LOCKED_ONCE_ITEMS
+
+
 def study_by_share_token(*, token: str) -> Study | None:
     if not token:
         return None

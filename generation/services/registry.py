@@ -71,7 +71,8 @@ REFERENCE_MODELS: list[dict[str, Any]] = [
         "guidance_scale": None,
         "width": 1024,
         "height": 1024,
-        "load_params": {"trust_remote_code": True, "attn_implementation": "sdpa", "moe_impl": "eager"},
+        "load_params": {"attn_implementation": "sdpa", "moe_impl": "eager"},
+        "trust_remote_code": True,
         "dtype": DType.BF16,
         "quantization": Quantization.BNB_4BIT,
         "notes": "80B MoE: transformers AutoModelForCausalLM with trust_remote_code and generate_image(); "
@@ -115,6 +116,7 @@ _DEFAULTS: dict[str, Any] = {
     "revision": "",
     "extra_params": {},
     "load_params": {},
+    "trust_remote_code": False,
     "quantization": Quantization.NONE,
     "offload": Offload.NONE,
     "fast_mode": False,
@@ -203,6 +205,10 @@ _SPEC_FIELDS = (
 def image_model_register_demo(*, demo: dict[str, Any], path: Path) -> ImageModel:
     """One demo model as an ImageModel whose source is its local directory."""
     values = {field: demo[field] for field in _SPEC_FIELDS if field in demo}
+    load_params = dict(values.get("load_params") or {})
+    # our own demo code: its own field (the transformers backend always runs the model's code)
+    values["trust_remote_code"] = bool(load_params.pop("trust_remote_code", False)) or demo.get("backend") == "transformers"
+    values["load_params"] = load_params
     values.update(
         name=demo.get("name", demo["slug"]),
         source=str(path),

@@ -69,7 +69,7 @@ def image_model_spec(*, model: ImageModel) -> ModelSpec:
         width=model.width,
         height=model.height,
         extra_params=dict(model.extra_params or {}),
-        load_params=dict(model.load_params or {}),
+        load_params={**(model.load_params or {}), **({"trust_remote_code": True} if model.trust_remote_code else {})},
         fast_mode=model.fast_mode,
     )
 

@@ -45,7 +45,7 @@ def test_seed_models_twice_leaves_one_correct_row_each(capsys):
     call_command("seed_models")
     _check_reference_rows()
     hunyuan = ImageModel.objects.get(slug="hunyuan-image-3")
-    assert hunyuan.load_params["trust_remote_code"] is True
+    assert hunyuan.trust_remote_code is True and "trust_remote_code" not in hunyuan.load_params
     assert "no dots" in hunyuan.notes
     assert ImageModel.objects.get(slug="sd3-5-large").min_vram_gb == 24.0
     assert "ernie-image" in capsys.readouterr().out
@@ -142,5 +142,5 @@ def test_admin_accepts_a_fallback_chain_without_cycle(staff_client):
 
 def test_transformers_backend_sizes_need_multiples_of_8_only():
     model = ImageModel(slug="h", name="h", backend="transformers", source="tencent/HunyuanImage-3.0",
-                       pipeline_class="", num_inference_steps=50, width=40, height=40)
+                       pipeline_class="", num_inference_steps=50, width=40, height=40, trust_remote_code=True)
     assert image_model_errors(model=model) == {}
