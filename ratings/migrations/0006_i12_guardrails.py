@@ -15,7 +15,7 @@ def clamp_timeouts(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ratings', '0004_i12_roles'),
+        ('ratings', '0005_i21_study_imported_from'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
