@@ -3,7 +3,7 @@ from django.contrib import admin
 from evalsite.access import PERM_MANAGE_MODELS, PERM_REMOTE_CODE
 
 from .forms import ImageModelAdminForm
-from .models import Generation, ImageModel, Sweep
+from .models import Generation, ImageModel, Sweep, WorkerReport
 
 
 @admin.register(ImageModel)
@@ -62,8 +62,39 @@ class SweepAdmin(admin.ModelAdmin):
 
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin):
-    list_display = ("public_id", "sweep", "model", "prompt", "seed", "status", "seconds", "gpu_name", "attempts")
-    list_filter = ("status", "model", "sweep")
+    list_display = ("public_id", "thumbnail", "sweep", "model", "prompt", "seed", "status", "origin", "seconds",
+                    "gpu_name", "attempts")
+    list_filter = ("status", "origin", "model", "sweep")
     search_fields = ("public_id", "prompt__text")
     list_select_related = ("sweep", "model", "prompt")
-    readonly_fields = [f.name for f in Generation._meta.fields]
+    exclude = ("image",)  # its default widget links /media/…, which is never served: image_link serves it to staff
+    readonly_fields = ["image_link"] + [f.name for f in Generation._meta.fields if f.name != "image"]
+
+    @admin.display(description="Image")
+    def image_link(self, obj):
+        from django.urls import reverse
+        from django.utils.html import format_html
+
+        if not obj.image:
+            return "–"
+        return format_html('<a href="{}"><img src="{}" alt="" width="128"></a> <a href="{}">full size</a>',
+                           reverse("generation:gallery_image", args=[obj.public_id]),
+                           reverse("generation:staff_thumbnail", args=[obj.public_id]),
+                           reverse("generation:staff_image", args=[obj.public_id]))
+
+    @admin.display(description="Thumbnail")
+    def thumbnail(self, obj):
+        from django.urls import reverse
+        from django.utils.html import format_html
+
+        if not obj.image:
+            return "–"
+        return format_html('<a href="{}"><img src="{}" alt="" width="48" loading="lazy"></a>',
+                           reverse("generation:gallery_image", args=[obj.public_id]),
+                           reverse("generation:staff_thumbnail", args=[obj.public_id]))
+
+
+@admin.register(WorkerReport)
+class WorkerReportAdmin(admin.ModelAdmin):
+    list_display = ("worker", "reported_at", "device", "gpu_name", "hub_reachable", "requested_at")
+    readonly_fields = [f.name for f in WorkerReport._meta.fields]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.db.models import Q
 
 from generation.models import Sweep
 
@@ -11,7 +12,9 @@ from .models import StudyMode
 
 class StudyCreateForm(forms.Form):
     name = forms.CharField(max_length=200)
-    sweep = forms.ModelChoiceField(queryset=Sweep.objects.select_related("suite").order_by("-created_at"))
+    # a finished sweep with nothing rendered or imported offers no study (issue 15)
+    sweep = forms.ModelChoiceField(queryset=Sweep.objects.select_related("suite").filter(
+        Q(generations__status="done") | Q(status__in=("pending", "running"))).distinct().order_by("-created_at"))
     mode = forms.ChoiceField(choices=StudyMode.choices, initial=StudyMode.BOTH)
     ratings_per_item = forms.IntegerField(
         min_value=1, max_value=50, initial=3, label="Ratings per image", help_text="k: how many panelists rate each image (and each pair)."

@@ -69,6 +69,10 @@ def study_create(
         raise StudySetupError(f"Unknown mode {mode!r}; choose one of {', '.join(StudyMode.values)}.")
     if not isinstance(ratings_per_item, int) or ratings_per_item < 1:
         raise StudySetupError("Ratings per image must be a whole number of at least 1.")
+    if sweep.status in ("done", "failed", "cancelled") and not sweep.generations.filter(
+        status=GenerationStatus.DONE
+    ).exists():
+        raise StudySetupError("This sweep has no rendered or imported image: there is nothing to rate.")
     if mode in (StudyMode.PAIR, StudyMode.BOTH) and sweep.image_models.count() < 2:
         raise StudySetupError("Pairs need a sweep with at least two models; use --mode single.")
     specs = list(criteria) if criteria is not None else [dict(c) for c in DEFAULT_CRITERIA]
