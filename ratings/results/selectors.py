@@ -161,10 +161,17 @@ def model_facts(*, study: Study) -> list[dict]:
                      "offload_used", "device", "origin")
         .iterator(chunk_size=5000)
     )
+    supplied: dict[int, list[float]] = {m.pk: [] for m in models}
+    n_imported: dict[int, int] = {m.pk: 0 for m in models}
     for model_id, sec, gpu, fast, alloc, reserved, offload, device, origin in rows:
         if model_id not in info:
             continue
         info[model_id]["origins"].add(origin)
+        if origin == Origin.IMPORTED:  # made elsewhere: its seconds are supplied, never our measurements
+            n_imported[model_id] += 1
+            if sec is not None:
+                supplied[model_id].append(sec)
+            continue
         if sec is not None:
             seconds[model_id].append(sec)
         d = info[model_id]
@@ -192,6 +199,8 @@ def model_facts(*, study: Study) -> list[dict]:
             "gpu": ", ".join(sorted(d["gpus"])) or ("CPU" if d["devices"] == {"cpu"} else ""),
             "mode": "imported" if imported else ("fast" if fast == {True} else ("plain" if fast == {False} else "mixed")),
             "vram_allocated_gib": _gib(d["alloc"]), "vram_reserved_gib": _gib(d["reserved"]),
+            "n_imported": n_imported[m.pk],
+            "speed_supplied": _finite(stats.speed_summary(seconds=supplied[m.pk]).median) if supplied[m.pk] else None,
             "settings": {
                 "steps": m.num_inference_steps, "guidance": m.guidance_scale, "size": f"{m.width}×{m.height}",
                 "dtype": m.dtype, "quantization": m.quantization, "offload": m.offload,

@@ -252,3 +252,36 @@ def test_files_named_wrongly_without_manifest_are_listed(sweep_and_prompts, tmp_
     err = problems_of(capsys, folder)
     assert "sunset.png: the name is not a prompt number" in err and "notes.txt: not an image file name" in err
     assert_nothing_imported(sweep, media[1], media[0])
+
+
+def test_leaderboard_speed_cells_say_supplied_for_imported_images(sweep_and_prompts, tmp_path, capsys):
+    from ratings import services
+    from ratings.results.selectors import model_facts
+
+    sweep, prompts = sweep_and_prompts
+    for g in Generation.objects.filter(sweep=sweep):
+        g.seconds = 2.0
+        g.save(update_fields=["seconds"])
+    run_import(write_folder(tmp_path / "api", prompts))
+    study = services.study_create(sweep=sweep, name="mixed", mode="single", ratings_per_item=1)
+    facts = {f["name"]: f for f in model_facts(study=study)}
+    api = facts["SecretAPI v3"]
+    assert api["speed_median"] is None and api["n_images"] == 0  # never counted as our measurement
+    assert api["imported"] is True and api["n_imported"] == 3 and api["speed_supplied"] == pytest.approx(5.5)
+    rendered = [f for name, f in facts.items() if name != "SecretAPI v3"]
+    assert all(f["speed_median"] == pytest.approx(2.0) and f["n_imported"] == 0 for f in rendered)
+
+
+def test_the_web_process_imports_images_without_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import os, sys, io; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'evalsite.settings'); "
+            "import django; django.setup(); import evalsite.urls; from PIL import Image; "
+            "from generation.engine import normalize_image; "
+            "normalize_image(Image.new('RGB', (10, 10)), width=8, height=8, fmt='png'); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "EVALSITE_DATA_DIR": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
