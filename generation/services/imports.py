@@ -360,7 +360,8 @@ def image_model_for_import(*, name: str) -> ImageModel | None:
     return ImageModel.objects.filter(Q(name__iexact=name) | Q(slug__iexact=name)).order_by("pk").first()
 
 
-def _new_imported_model(*, name: str, width: int, height: int, note: str) -> ImageModel:
+def image_model_create_imported(*, name: str, width: int, height: int, note: str) -> ImageModel:
+    """A new model marked imported (backend=imported): no worker renders it (also used by import_ratings)."""
     base = slugify(name)[:70] or "imported"
     slug, n = base, 1
     while ImageModel.objects.filter(slug=slug).exists():
@@ -414,6 +415,9 @@ def sweep_images_import(*, sweep: Sweep, model_name: str, bundle: Bundle, create
                   normalize=normalize_image)
 
 
+_new_imported_model = image_model_create_imported  # the name ratings.services.imports first used
+
+
 def _write(*, sweep, model, model_name, bundle, rows, native, normalize) -> dict[str, Any]:
     from PIL import Image
 
@@ -428,7 +432,7 @@ def _write(*, sweep, model, model_name, bundle, rows, native, normalize) -> dict
         with transaction.atomic():
             if model is None:
                 first = native[rows[0].line]
-                model = _new_imported_model(name=model_name, width=first[0], height=first[1],
+                model = image_model_create_imported(name=model_name, width=first[0], height=first[1],
                                             note=f"imported from {bundle.label}")
             sweep.image_models.add(model)
             for row in rows:
@@ -490,5 +494,5 @@ def _delete(storage, names: list[str]) -> None:
 
 __all__ = [
     "Bundle", "ImageImportError", "bundle_from_directory", "bundle_from_path", "bundle_from_uploads",
-    "bundle_from_zip", "bundle_set_manifest", "image_model_for_import", "sweep_for_import", "sweep_images_import",
+    "bundle_from_zip", "bundle_set_manifest", "image_model_create_imported", "image_model_for_import", "sweep_for_import", "sweep_images_import",
 ]

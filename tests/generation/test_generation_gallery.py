@@ -25,7 +25,7 @@ LONG_ERROR = ("model tiny could not be loaded: " + "x" * 600 + " -- FIX: run bui
 
 @pytest.fixture
 def staff():
-    user = get_user_model().objects.create_user("staff", password="pw", is_staff=True)
+    user = get_user_model().objects.create_superuser("staff", password="pw")
     client = Client()
     client.force_login(user)
     return client

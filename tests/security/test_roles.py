@@ -50,6 +50,16 @@ EXPECTED = {
     "generation:sweep_detail": {PERM_RUN_SWEEP, PERM_MANAGE_STUDY},
     "generation:sweep_new": {PERM_RUN_SWEEP},
     "generation:sweep_retry": {PERM_RUN_SWEEP},
+    # issue 15: starting, cancelling and importing need run_sweep; looking at a sweep's images either role
+    "generation:sweep_preview": {PERM_RUN_SWEEP},
+    "generation:workers_ask": {PERM_RUN_SWEEP},
+    "generation:sweep_cancel": {PERM_RUN_SWEEP},
+    "generation:sweep_import": {PERM_RUN_SWEEP},
+    "generation:sweep_gallery": {PERM_RUN_SWEEP, PERM_MANAGE_STUDY},
+    "generation:gallery_prompt": {PERM_RUN_SWEEP, PERM_MANAGE_STUDY},
+    "generation:gallery_image": {PERM_RUN_SWEEP, PERM_MANAGE_STUDY},
+    "generation:staff_image": {PERM_RUN_SWEEP, PERM_MANAGE_STUDY},
+    "generation:staff_thumbnail": {PERM_RUN_SWEEP, PERM_MANAGE_STUDY},
     "prompts:suite_upload": {PERM_UPLOAD_SUITE},
 }
 # Staff pages that also serve panelists (results made public): checked by hand below.
