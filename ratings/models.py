@@ -224,7 +224,12 @@ class Assignment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     answered_at = models.DateTimeField(null=True, blank=True)
-    elapsed_ms = models.PositiveIntegerField(null=True, blank=True)
+    elapsed_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Time from serving the item to the answer, measured on the server."
+    )
+    client_elapsed_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The page's own figure: a hint only, never used in quality checks."
+    )
 
     class Meta:
         ordering = ["study", "created_at"]

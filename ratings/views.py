@@ -171,8 +171,16 @@ def panelist_start(request: HttpRequest, token: str) -> HttpResponse:
     return redirect("ratings:panelist_home", token=panelist.token)
 
 
+def _post_once(request: HttpRequest) -> None:
+    """Every field of an answer comes once: a field sent twice is refused (400), never "last one wins"."""
+    for name, values in request.POST.lists():
+        if len(values) > 1:
+            raise services.InvalidScores(f"The field {name[:60]!r} was sent {len(values)} times; send each once.")
+
+
 def _answers_from_post(request: HttpRequest) -> dict[tuple[str, str], str]:
-    """Scores as the page names them: "<side>-<criterion key>" (never an image id)."""
+    """Scores as the page names them: "<side>-<criterion key>" (never an image id); each field once."""
+    _post_once(request)
     answers = {}
     for name, value in request.POST.items():
         match = FIELD.fullmatch(name)
@@ -182,6 +190,7 @@ def _answers_from_post(request: HttpRequest) -> dict[tuple[str, str], str]:
 
 
 def _elapsed(request: HttpRequest) -> int | None:
+    """The page's own timer, a hint only: the service measures the time per item itself."""
     raw = request.POST.get("elapsed_ms", "")
     return int(raw) if raw.isdigit() and int(raw) < 86_400_000 else None
 
@@ -193,7 +202,7 @@ def assignment_answer(request: HttpRequest, token: str, assignment_id: int) -> H
     panelist = _panelist_or_404(token)
     try:
         services.assignment_submit_sides(assignment_id=assignment_id, panelist=panelist,
-                                         answers=_answers_from_post(request), elapsed_ms=_elapsed(request))
+                                         answers=_answers_from_post(request), client_elapsed_ms=_elapsed(request))
     except services.InvalidScores as error:
         assignment = selectors.assignment_for_panelist(panelist=panelist, assignment_id=assignment_id)
         return _render_item(request, panelist, assignment, chosen=request.POST.dict(), error=error.message,
@@ -264,6 +273,7 @@ def assignment_skip(request: HttpRequest, token: str, assignment_id: int) -> Htt
     if reason == "other":
         reason = request.POST.get("other", "")
     try:
+        _post_once(request)
         services.assignment_skip(assignment_id=assignment_id, panelist=panelist, reason=reason)
     except services.InvalidScores as error:
         assignment = selectors.assignment_for_panelist(panelist=panelist, assignment_id=assignment_id)

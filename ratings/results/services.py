@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F
@@ -152,10 +153,12 @@ def ratings_simulate(*, study: Study, panelists: int = 20, seed: int = 0, max_it
                     pk=assignment.pk
                 )
                 criteria = criteria_for_prompt(study=study, prompt=assignment.shown_prompt)
+                # the service measures time per item from serving to answering: a simulated answer
+                # comes a simulated few seconds after its item was served
                 saved = assignment_submit(
                     assignment_id=assignment.pk, panelist=panelist,
                     scores=truth.scores(assignment=assignment, rater=rater, criteria=criteria),
-                    elapsed_ms=int(truth.rng.lognormvariate(9.0, 0.5)),
+                    now=assignment.created_at + timedelta(milliseconds=int(truth.rng.lognormvariate(9.0, 0.5))),
                 )
                 n_assignments += 1
                 n_ratings += len(saved)

@@ -47,6 +47,7 @@ ACTIVE_POOL = 200
 SKIP_REASON_MAX = 200
 EXPIRE_EVERY_S = 5
 FILL_CACHE_S = 3
+CLIENT_SLACK_MS = 2000  # a page's timer may start a little before the server's clock saw the item leave
 
 _rng = random.SystemRandom()
 
@@ -380,15 +381,17 @@ def assignment_submit(
     assignment_id: int,
     panelist: Panelist,
     scores: dict[tuple[int, int], int],
-    elapsed_ms: int | None = None,
+    client_elapsed_ms: int | None = None,
     now: datetime | None = None,
 ) -> list[Rating]:
     """Save one answer: every applicable criterion for every image of the item, all or nothing.
 
-    ``scores`` maps (generation id, criterion id) to a whole number from 1 to 10.
+    ``scores`` maps (generation id, criterion id) to a whole number from 1 to 10. The time per item
+    is measured here, from serving the item to ``now``; ``client_elapsed_ms`` (the page's own
+    figure) is kept beside it as a hint only.
     """
     return _submit(assignment_id=assignment_id, panelist=panelist, to_scores=lambda _a: scores,
-                   elapsed_ms=elapsed_ms, now=now)
+                   client_elapsed_ms=client_elapsed_ms, now=now)
 
 
 def assignment_submit_sides(
@@ -396,7 +399,7 @@ def assignment_submit_sides(
     assignment_id: int,
     panelist: Panelist,
     answers: dict[tuple[str, str], object],
-    elapsed_ms: int | None = None,
+    client_elapsed_ms: int | None = None,
     now: datetime | None = None,
 ) -> list[Rating]:
     """As assignment_submit, with scores keyed the way the page sends them: (side, criterion key).
@@ -409,7 +412,7 @@ def assignment_submit_sides(
         return _side_scores(assignment=assignment, study=panelist.study, answers=answers)
 
     return _submit(assignment_id=assignment_id, panelist=panelist, to_scores=to_scores,
-                   elapsed_ms=elapsed_ms, now=now)
+                   client_elapsed_ms=client_elapsed_ms, now=now)
 
 
 def _side_scores(*, assignment: Assignment, study: Study,
@@ -479,17 +482,17 @@ def assignment_change_sides(
     return kept
 
 
-def _submit(*, assignment_id: int, panelist: Panelist, to_scores, elapsed_ms: int | None,
+def _submit(*, assignment_id: int, panelist: Panelist, to_scores, client_elapsed_ms: int | None,
             now: datetime | None) -> list[Rating]:
     try:
         return _submit_locked(assignment_id=assignment_id, panelist=panelist, to_scores=to_scores,
-                              elapsed_ms=elapsed_ms, now=now)
+                              client_elapsed_ms=client_elapsed_ms, now=now)
     except IntegrityError:
         # The unique (assignment, image, criterion) constraint: a second copy of a saved answer.
         raise AlreadyAnswered("This answer was already saved.") from None
 
 
-def _submit_locked(*, assignment_id: int, panelist: Panelist, to_scores, elapsed_ms: int | None,
+def _submit_locked(*, assignment_id: int, panelist: Panelist, to_scores, client_elapsed_ms: int | None,
                    now: datetime | None) -> list[Rating]:
     now = now or timezone.now()
     panelist_check(panelist=panelist)
@@ -518,8 +521,9 @@ def _submit_locked(*, assignment_id: int, panelist: Panelist, to_scores, elapsed
         criteria = criteria_for_prompt(study=study, prompt=assignment.shown_prompt)
         expected = _expected_cells(assignment=assignment, criteria=criteria)
         clean = _validate_scores(scores=scores, expected=expected, study=study, criteria=criteria)
-        if elapsed_ms is None or elapsed_ms < 0:
-            elapsed_ms = int((now - assignment.created_at).total_seconds() * 1000)
+        elapsed_ms = max(0, int((now - assignment.created_at).total_seconds() * 1000))  # served -> answered
+        if client_elapsed_ms is not None and not 0 <= client_elapsed_ms <= elapsed_ms + CLIENT_SLACK_MS:
+            client_elapsed_ms = None  # a figure the server's own clock contradicts is no hint at all
         ratings = [
             Rating(assignment=assignment, generation_id=gen_id, criterion_id=crit_id, panelist=panelist,
                    study_id=study.pk, score=score, side=expected[(gen_id, crit_id)],
@@ -528,7 +532,8 @@ def _submit_locked(*, assignment_id: int, panelist: Panelist, to_scores, elapsed
         ]
         Rating.objects.bulk_create(ratings)
         Assignment.objects.filter(pk=assignment.pk).update(
-            status=AssignmentStatus.DONE, answered_at=now, elapsed_ms=min(int(elapsed_ms), 2**31 - 1)
+            status=AssignmentStatus.DONE, answered_at=now, elapsed_ms=min(elapsed_ms, 2**31 - 1),
+            client_elapsed_ms=client_elapsed_ms,
         )
         if assignment.item_id is not None:
             StudyItem.objects.filter(pk=assignment.item_id).update(n_done=F("n_done") + 1)
