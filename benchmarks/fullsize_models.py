@@ -57,6 +57,17 @@ QWEN3_4B = dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, 
                 num_key_value_heads=8, head_dim=128, vocab_size=151936, max_position_embeddings=40960,
                 rope_theta=1_000_000.0, tie_word_embeddings=True)
 
+# ERNIE-Image (issue 14): diffusers' own defaults of ErnieImageTransformer2DModel and AutoencoderKLFlux2
+# (the released config.json files are not reachable offline: if they differ, the figures move with them).
+# Text encoder: Mistral3Model (Ministral-3 text tower + Pixtral vision tower, as the pipeline's type
+# hints say), text width = the transformer's text_in_dim (2560); depth and FFN width of Ministral-3 3B.
+ERNIE_IMAGE_TRANSFORMER = dict(hidden_size=3072, num_attention_heads=24, num_layers=24, ffn_hidden_size=8192,
+                               in_channels=128, out_channels=128, patch_size=1, text_in_dim=2560,
+                               rope_axes_dim=(32, 48, 48))
+MINISTRAL3_TEXT = dict(model_type="ministral3", hidden_size=2560, intermediate_size=9216, num_hidden_layers=26,
+                       num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=131072,
+                       max_position_embeddings=32768)
+
 # Reduced depth for the sweep benchmark: same width and token counts, fewer blocks (~1 s/image).
 MEDIUM_DEPTH = {"flux": dict(num_layers=4, num_single_layers=8), "sd3": dict(num_layers=8),
                 "zimage": dict(n_layers=6, n_refiner_layers=2)}
@@ -129,8 +140,8 @@ def build(kind: str, path: Path, *, medium: bool = False, seed: int = 0, t5_dir:
     if path.exists():
         shutil.rmtree(path)
     torch.manual_seed(seed)
-    depth = MEDIUM_DEPTH[kind] if medium else {}
-    scaling, shift = VAE_SCALING[kind]
+    depth = MEDIUM_DEPTH.get(kind, {}) if medium else {}
+    scaling, shift = VAE_SCALING.get(kind, (1.0, 0.0))
     linked: dict[str, tuple[str, str, Path]] = {}
     with on_gpu_bf16():
         vae = AutoencoderKL(**VAE_16CH, scaling_factor=scaling, shift_factor=shift)
@@ -178,6 +189,22 @@ def build(kind: str, path: Path, *, medium: bool = False, seed: int = 0, t5_dir:
             pipe = ZImagePipeline(
                 scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae, transformer=transformer,
                 text_encoder=Qwen3Model(Qwen3Config(**qwen)), tokenizer=tiny.qwen_tokenizer(),
+            )
+        elif kind == "ernie":
+            from diffusers import AutoencoderKLFlux2, ErnieImagePipeline, ErnieImageTransformer2DModel
+            from transformers import Mistral3Config, Mistral3Model
+
+            vae = AutoencoderKLFlux2()
+            transformer = ErnieImageTransformer2DModel(**ERNIE_IMAGE_TRANSFORMER)
+            with torch.no_grad():  # zero-initialised gates would make every block the identity
+                for param in transformer.parameters():
+                    if param.dim() >= 1 and not param.any():
+                        param.normal_(0.0, 0.02)
+            text = MINISTRAL3_TEXT | (dict(num_hidden_layers=2, vocab_size=512) if medium else {})
+            pipe = ErnieImagePipeline(
+                transformer=transformer, vae=vae,
+                text_encoder=Mistral3Model(Mistral3Config(text_config=text, image_token_index=10)),
+                tokenizer=tiny.qwen_tokenizer(), scheduler=FlowMatchEulerDiscreteScheduler(),
             )
         else:
             raise ValueError(f"unknown kind {kind!r}")

@@ -229,7 +229,8 @@ def load_components_parked(spec: ModelSpec, *, names: list[str], quant: Any, ind
             is_diffusers=library == "diffusers", module_name=name)
         what = f"{class_name}.from_pretrained({spec.source!r}, subfolder={name!r}) [{spec.quantization}]"
         try:
-            module = cls.from_pretrained(spec.source, subfolder=name, **component_kwargs)
+            with no_allocator_warmup(True):
+                module = cls.from_pretrained(spec.source, subfolder=name, **component_kwargs)
         except Exception as exc:  # noqa: BLE001
             raise _failed(spec, what, exc) from exc
         if spec.quantization == "4bit" and device.startswith("cuda"):

@@ -73,8 +73,8 @@ def test_model_and_sequential_offload_on_cuda(tiny_specs):
 def test_oom_retry_reloads_with_offload_on_cuda(tiny_specs, monkeypatch):
     real_load = loading.load
 
-    def load(spec, *, device, offload=None):
-        loaded = real_load(spec, device=device, offload=offload)
+    def load(spec, *, device, offload=None, **kwargs):
+        loaded = real_load(spec, device=device, offload=offload, **kwargs)
         if loaded.offload == "none":
             def oom(*args, **kwargs):
                 raise torch.OutOfMemoryError("CUDA out of memory (injected)")
@@ -109,3 +109,49 @@ def test_peak_vram_is_the_models_own_not_the_caches(tiny_specs):
     beside = list(engine.render(tiny_specs["zimage"], REQUESTS[:1]))[0]
     assert engine.loaded_slugs() == ["tiny-sd3", "tiny-flux", "tiny-zimage"]
     assert abs(beside.peak_vram_allocated - alone.peak_vram_allocated) < 0.1 * alone.peak_vram_allocated + 2**20
+
+
+def test_memory_cap_emulates_a_smaller_card():
+    engine = Engine(device="cuda", memory_cap_bytes=2**30)
+    assert engine.memory_cap_bytes == 2**30 and engine.vram_budget_bytes == int(0.9 * 2**30)
+    try:
+        with pytest.raises(torch.OutOfMemoryError):
+            torch.empty(2 * 2**30, dtype=torch.uint8, device="cuda")
+        engine.set_memory_cap(None)
+        big = torch.empty(2 * 2**30, dtype=torch.uint8, device="cuda")  # the whole card again
+        del big
+    finally:
+        engine.set_memory_cap(None)
+        torch.cuda.empty_cache()
+
+
+def test_real_oom_while_loading_is_oom_not_load_error_and_frees_the_card(tiny_specs):
+    """A cap smaller than the tiny model: the load itself runs out of CUDA memory (pipe.to or
+    from_pretrained), the engine takes the OOM path (offload retry, then OutOfMemory), and what the
+    failed loads held is given back."""
+    from generation.engine import LoadError, OutOfMemory
+
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated()
+    engine = Engine(device="cuda", memory_cap_bytes=256 * 1024)
+    try:
+        try:
+            engine.load(tiny_specs["flux"])
+        except LoadError as exc:  # pragma: no cover - the bug this test guards against
+            pytest.fail(f"OOM during loading became a LoadError: {exc}")
+        except OutOfMemory as exc:
+            assert "during loading" in str(exc) and "GPU memory cap" in str(exc)
+        failed = [e for e in engine.events if e["event"] == "load_failed"]
+        assert failed and all(e["oom"] for e in failed)
+        assert any(e["event"] == "oom_retry_offload" for e in engine.events)
+        assert torch.cuda.memory_allocated() - before < 2**20
+    finally:
+        engine.set_memory_cap(None)
+
+
+def test_load_peak_is_recorded_on_cuda(tiny_specs):
+    engine = Engine(device="cuda")
+    loaded = engine.load(tiny_specs["sd3"])
+    assert loaded.load_peak_allocated and loaded.load_peak_allocated >= loaded.size_bytes * 0.9
+    event = next(e for e in engine.events if e["event"] == "load")
+    assert event["peak_reserved"] >= event["peak_allocated"] > 0
