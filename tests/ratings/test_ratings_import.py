@@ -306,20 +306,21 @@ def test_unreadable_and_non_utf8_files_import_nothing(tmp_path):
     assert _counts() == before
 
 
-def test_a_write_that_fails_half_way_leaves_nothing(tmp_path, monkeypatch):
+def test_a_write_that_fails_half_way_leaves_nothing(monkeypatch):
     """Atomic: the checks passed, the database refuses the last insert (a real constraint), nothing stays."""
-    from ratings.services import imports
-
-    real = imports.Rating.objects.bulk_create
-
-    def refuse(objs, **kw):
-        objs[0].score = 11  # the rating_score_1_10 check constraint refuses it in the database
-        return real(objs, **kw)
-
-    monkeypatch.setattr(imports.Rating.objects, "bulk_create", refuse)
-    before = _counts()
     from django.db import IntegrityError
 
+    from ratings.services import imports
+
+    real = imports._rows_insert
+
+    def last_insert_refused(model, rows, **kw):
+        if model is Rating:
+            rows[0]["score"] = 11  # the rating_score_1_10 check constraint refuses it in the database
+        return real(model, rows, **kw)
+
+    monkeypatch.setattr(imports, "_rows_insert", last_insert_refused)
+    before = _counts()
     with pytest.raises(IntegrityError):
         ratings_import(path_or_name="x.csv", data=(HEAD + GOOD).encode(), study_name="half")
     assert _counts() == before
