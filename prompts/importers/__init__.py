@@ -56,7 +56,7 @@ def format_detect(*, name: str, text: str) -> str:
             try:
                 json.loads(text)
                 return "json"  # one object: the JSON importer says why that is not a suite
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
                 return "jsonl"
         return by_ext or "jsonl"
     if by_ext == "txt":

@@ -6,6 +6,8 @@ checked once, for every format, in ``prompts.services``.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +91,85 @@ def row_from_mapping(line: int, obj: Mapping[str, Any]) -> Item:
                 break
     row.metadata = rest
     return row
+
+
+MAX_JSON_DEPTH = 32  # a prompt's metadata is a few levels deep; PostgreSQL's jsonb and Python's decoder are not unbounded
+
+
+class JsonInvalid(ValueError):
+    """A JSON value we will not store, with where it starts (1-based line in the text)."""
+
+    def __init__(self, message: str, lineno: int):
+        super().__init__(message)
+        self.message, self.lineno = message, lineno
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON (use null or a number)")
+
+
+def _finite_float(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {raw[:30]} is too large")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _line_of(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def json_decode(text: str, pos: int = 0) -> tuple[Any, int]:
+    """One JSON value at ``pos`` (strict: no NaN/Infinity), checked as storable; raises JsonInvalid.
+
+    Every importer that reads JSON goes through here, so deep nesting, NaN/Infinity, NUL and
+    lone surrogates become a line-numbered problem instead of a RecursionError or a database error.
+    """
+    try:
+        value, end = _DECODER.raw_decode(text, pos)
+    except json.JSONDecodeError as exc:
+        raise JsonInvalid(f"not valid JSON: {exc.msg} (column {exc.colno})", exc.lineno) from None
+    except RecursionError:
+        raise JsonInvalid(f"not valid JSON here: nested deeper than {MAX_JSON_DEPTH} levels", _line_of(text, pos)) from None
+    except ValueError as exc:  # NaN, Infinity, 1e999
+        raise JsonInvalid(f"not valid JSON: {exc}", _line_of(text, pos)) from None
+    problem = json_value_problem(value)
+    if problem:
+        raise JsonInvalid(problem, _line_of(text, pos))
+    return value, end
+
+
+def _text_problem(s: str) -> str:
+    if "\x00" in s:
+        return "contains a NUL character (\\u0000), which a prompt cannot hold"
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains a lone surrogate \\u{ord(s[exc.start]):04x}, which is not a character"
+    return ""
+
+
+def json_value_problem(value: Any) -> str:
+    """Why a decoded JSON value cannot be stored (too deep, NUL, lone surrogate), or ""."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            problem = _text_problem(item)
+            if problem:
+                return problem
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return f"nested deeper than {MAX_JSON_DEPTH} levels"
+            if isinstance(item, dict):
+                stack.extend((k, depth) for k in item)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+    return ""
 
 
 def row_from_json(line: int, value: Any) -> Item:

@@ -6,9 +6,8 @@ Elements are decoded one by one so that each prompt and each problem keeps its l
 from __future__ import annotations
 
 import bisect
-import json
 
-from .base import ItemStream, Problem, row_from_json
+from .base import ItemStream, JsonInvalid, Problem, json_decode, row_from_json
 
 _WS = " \t\r\n"
 
@@ -19,16 +18,15 @@ def parse(text: str) -> ItemStream:
     def line_at(pos: int) -> int:
         return bisect.bisect_left(newlines, pos) + 1
 
-    decoder = json.JSONDecoder()
     pos = len(text) - len(text.lstrip(_WS))
     if pos >= len(text):
         yield Problem(0, "file is empty")
         return
     if text[pos] != "[":
         try:
-            value, _ = decoder.raw_decode(text, pos)
+            value, _ = json_decode(text, pos)
             found = "an object" if isinstance(value, dict) else "a single value"
-        except json.JSONDecodeError:
+        except JsonInvalid:
             found = "something else"
         yield Problem(
             line_at(pos), f'expected a JSON array of prompts (strings or objects with "prompt"), found {found}'
@@ -53,9 +51,9 @@ def parse(text: str) -> ItemStream:
             expect_value = True
             continue
         try:
-            value, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            yield Problem(exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})")
+            value, end = json_decode(text, pos)
+        except JsonInvalid as exc:
+            yield Problem(exc.lineno, exc.message)
             return
         yield row_from_json(line_at(pos), value)
         count += 1

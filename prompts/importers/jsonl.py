@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from .base import ItemStream, Problem, row_from_json
+from .base import ItemStream, JsonInvalid, Problem, json_decode, row_from_json
 from .txt import numbered_lines
 
 
@@ -15,8 +13,11 @@ def parse(text: str) -> ItemStream:
             continue
         number, line = item
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield Problem(number, f"not valid JSON: {exc.msg} (column {exc.colno})")
+            value, end = json_decode(line)
+        except JsonInvalid as exc:
+            yield Problem(number, exc.message)
+            continue
+        if line[end:].strip():
+            yield Problem(number, f"not valid JSON: extra data after the value (column {end + 1})")
             continue
         yield row_from_json(number, value)
