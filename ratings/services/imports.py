@@ -29,7 +29,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from generation.models import Generation, GenerationStatus, ImageModel, Origin, Sweep, SweepStatus
-from generation.services.imports import _new_imported_model, image_model_for_import
+from generation.services.imports import image_model_create_imported, image_model_for_import
 from prompts.importers.base import Problem
 from prompts.importers.delimited import delimited_records
 from prompts.models import Prompt, PromptSuite, text_digest
@@ -383,7 +383,7 @@ def _models_for(names: list[str]) -> tuple[dict[str, ImageModel], int]:
     for name in names:
         model = image_model_for_import(name=name)
         if model is None:
-            model = _new_imported_model(name=name, width=1024, height=1024,
+            model = image_model_create_imported(name=name, width=1024, height=1024,
                                         note="Created by import_ratings: rated elsewhere; never rendered here.")
             created += 1
         found[name] = model
