@@ -47,22 +47,22 @@ def cpu_engine():
 
 
 def _order(board, cells):
-    slugs = [m["slug"] for m in board["models"]]
-    return [slugs[i] for i in sorted(range(len(slugs)), key=lambda i: -cells[i]["mean"])]
+    slugs = [m.slug for m in board.models]
+    return [slugs[i] for i in sorted(range(len(slugs)), key=lambda i: -cells[i].mean)]
 
 
 @pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed (make setup)")
 def test_demo_board_matches_the_known_truth(demo_board):
     from generation.engine.demo_draw import TRUE_ORDER
-    from ratings.results.selectors import leaderboard_rows
+    from ratings.results.export import leaderboard_rows
 
     for key, truth in TRUE_ORDER.items():
-        assert _order(demo_board, demo_board["scores"][key]) == truth, key
-    ocr = demo_board["ocr"]
-    assert ocr["n_checked"] == ocr["n_images"] == 6 * 5 and ocr["n_failed"] == 0
-    assert ocr["correlation"]["spearman"] > 0.2
+        assert _order(demo_board, demo_board.scores[key]) == truth, key
+    ocr = demo_board.ocr
+    assert ocr.n_checked == ocr.n_images == 6 * 5 and ocr.n_failed == 0
+    assert ocr.correlation.spearman > 0.2
     # OCR ranks the painters by their text errors, like the panel's text-rendering score
-    assert _order(demo_board, ocr["cells"]) == TRUE_ORDER["text_rendering"]
+    assert _order(demo_board, ocr.cells) == TRUE_ORDER["text_rendering"]
     header, rows = leaderboard_rows(board=demo_board)
     column = header.index("ocr_text_accuracy_pct")
     assert header[column:column + 5] == ["ocr_text_accuracy_pct", "ocr_ci_low", "ocr_ci_high", "ocr_n_images",

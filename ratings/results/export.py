@@ -1,7 +1,8 @@
-"""Raw ratings CSV: one row per score, streamed with constant memory (RFC 4180, UTF-8, optional BOM).
+"""CSV exports: the raw ratings (one row per score, streamed with constant memory; RFC 4180, UTF-8,
+optional BOM) and the per-model leaderboard table of a ``Board``.
 
 Kept apart from the statistics on purpose: exporting needs only Django and the csv module,
-so an export process does not load numpy/scipy.
+so an export process does not load numpy/scipy (a board arrives already computed).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from evalsite.csv_safe import csv_writer
 
 from ..models import AssignmentKind, Rating, Side, Study
 from ..services import StudySetupError
+from .board import Board
 
 RATINGS_CSV_HEADER = [
     "study", "rating_id", "prompt_id", "prompt", "category", "model", "model_slug", "seed", "criterion", "score",
@@ -46,6 +48,37 @@ def ratings_export_rows(*, study: Study, chunk_size: int = 2000) -> Iterator[lis
             assignment_id if kind == AssignmentKind.PAIR else "",
         ]
 
+
+def leaderboard_rows(*, board: Board) -> tuple[list[str], list[list]]:
+    """The per-model table: speed, VRAM and, per criterion, mean, CI low, CI high, n (and rank)."""
+    header = ["model", "model_slug", "speed_median_s", "speed_mean_s", "n_images", "gpu", "mode",
+              "peak_vram_allocated_gib", "peak_vram_reserved_gib"]
+    for c in board.criteria:
+        k = c.key
+        header += [f"{k}_mean", f"{k}_ci_low", f"{k}_ci_high", f"{k}_n", f"{k}_n_prompts", f"{k}_rank",
+                   f"{k}_normalized_mean"]
+    header += ["ocr_text_accuracy_pct", "ocr_ci_low", "ocr_ci_high", "ocr_n_images", "ocr_all_words_pct"]
+    rows = []
+    for i in board.order():
+        m = board.models[i]
+        row = [m.name, m.slug, _r(m.speed_median, 3), _r(m.speed_mean, 3), m.n_images, m.gpu,
+               m.mode, _r(m.vram_allocated_gib, 2), _r(m.vram_reserved_gib, 2)]
+        for c in board.criteria:
+            cell = board.scores[c.key][i]
+            row += [_r(cell.mean, 3), _r(cell.ci_low, 3), _r(cell.ci_high, 3), cell.n, cell.n_prompts,
+                    cell.rank, _r(cell.norm_mean, 3)]
+        ocr = board.ocr.cell(i)
+        if ocr is None:
+            row += ["", "", "", 0]
+        else:
+            row += [_r(ocr.mean, 2), _r(ocr.ci_low, 2), _r(ocr.ci_high, 2), ocr.n]
+        row.append(_r(board.ocr.all_words_of(i), 1))
+        rows.append(row)
+    return header, rows
+
+
+def _r(x: float | None, digits: int) -> float | str:
+    return "" if x is None else round(x, digits)
 
 
 class _Echo:

@@ -1,8 +1,8 @@
-"""Reads for the results: ratings as arrays, the leaderboard (computed once, cached), its per-model CSV table.
+"""Reads for the results: ratings as arrays and the leaderboard (computed once, cached).
 
 The heavy lifting is ``ratings.results.stats``; this module only turns database rows into
-integer-coded numpy arrays and the stats' answers into plain dicts for pages, CSV and
-commands. The leaderboard is cached under a *ratings version* (count and last id of the
+integer-coded numpy arrays and the stats' answers into a typed ``board.Board`` for pages, CSV,
+charts and commands. The leaderboard is cached under a *ratings version* (count and last id of the
 study's ratings, the excluded panelists, the criteria and the finished generations), so
 a new rating, an exclusion or a new image invalidates it and nothing else does.
 """
@@ -12,19 +12,37 @@ from __future__ import annotations
 import hashlib
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Case, Count, IntegerField, Max, Value, When
 from django.utils import timezone
+from scipy.stats import spearmanr
 
 from generation.models import Generation, GenerationStatus, ImageModel, Origin
 from prompts.models import Prompt
 
 from ..models import Criterion, Panelist, Rating, Side, Study, StudyStatus
 from ..selectors import GOLD_FAIL_SCORE, GOLD_FLAG_BELOW, PROMPT_ACCURACY_KEY
+from . import stats
+from .board import (
+    BOARD_FORMAT,
+    Agreement,
+    Board,
+    CriterionRef,
+    ModelFacts,
+    ModelSettings,
+    OcrCorrelation,
+    OcrResults,
+    PairResult,
+    Pairs,
+    PositionBias,
+    RaterRow,
+    RaterSummary,
+    ScoreCell,
+)
 
 CACHE_SECONDS = 7 * 24 * 3600
 N_RESAMPLES = 2000
@@ -127,9 +145,9 @@ def ratings_version(*, study: Study) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
-def leaderboard_get(*, study: Study, use_cache: bool = True) -> dict:
+def leaderboard_get(*, study: Study, use_cache: bool = True) -> Board:
     """The leaderboard of a study: from the cache when nothing changed, else computed and cached."""
-    key = f"results:leaderboard:{study.pk}:{ratings_version(study=study)}"
+    key = f"results:leaderboard:b{BOARD_FORMAT}:{study.pk}:{ratings_version(study=study)}"
     if use_cache:
         hit = cache.get(key)
         if hit is not None:
@@ -146,14 +164,24 @@ def _gib(value: int | None) -> float | None:
     return None if value is None else value / 2**30
 
 
-def model_facts(*, study: Study) -> list[dict]:
-    """Per model of the sweep: speed, peak VRAM, GPU, fast/plain mode and the settings it rendered with."""
-    from . import stats  # numpy/scipy load only where statistics run (exports stay light)
+@dataclass
+class _Rendered:
+    """What the finished generations of one model say (accumulated row by row)."""
 
-    models = list(study.sweep.image_models.order_by("name"))
-    seconds: dict[int, list[float]] = {m.pk: [] for m in models}
-    info: dict[int, dict] = {m.pk: {"gpus": set(), "fast": set(), "offload": set(), "devices": set(),
-                                    "alloc": None, "reserved": None, "snapshot": None, "origins": set()} for m in models}
+    seconds: list[float] = field(default_factory=list)
+    gpus: set[str] = field(default_factory=set)
+    devices: set[str] = field(default_factory=set)
+    fast: set[bool] = field(default_factory=set)
+    offload: set[str] = field(default_factory=set)
+    alloc: int | None = None
+    reserved: int | None = None
+    origins: set[str] = field(default_factory=set)
+    supplied: list[float] = field(default_factory=list)  # seconds that came with imported images
+    n_imported: int = 0
+
+
+def _rendered_by_model(*, study: Study, model_ids: list[int]) -> dict[int, _Rendered]:
+    out = {pk: _Rendered() for pk in model_ids}
     rows = (
         Generation.objects.filter(sweep_id=study.sweep_id, status=GenerationStatus.DONE)
         .order_by()
@@ -161,53 +189,56 @@ def model_facts(*, study: Study) -> list[dict]:
                      "offload_used", "device", "origin")
         .iterator(chunk_size=5000)
     )
-    supplied: dict[int, list[float]] = {m.pk: [] for m in models}
-    n_imported: dict[int, int] = {m.pk: 0 for m in models}
     for model_id, sec, gpu, fast, alloc, reserved, offload, device, origin in rows:
-        if model_id not in info:
+        d = out.get(model_id)
+        if d is None:
             continue
-        info[model_id]["origins"].add(origin)
+        d.origins.add(origin)
         if origin == Origin.IMPORTED:  # made elsewhere: its seconds are supplied, never our measurements
-            n_imported[model_id] += 1
+            d.n_imported += 1
             if sec is not None:
-                supplied[model_id].append(sec)
+                d.supplied.append(sec)
             continue
         if sec is not None:
-            seconds[model_id].append(sec)
-        d = info[model_id]
+            d.seconds.append(sec)
         if gpu:
-            d["gpus"].add(gpu)
+            d.gpus.add(gpu)
         if device:
-            d["devices"].add(device)
-        d["fast"].add(bool(fast))
+            d.devices.add(device)
+        d.fast.add(bool(fast))
         if offload:
-            d["offload"].add(offload)
+            d.offload.add(offload)
         if alloc is not None:
-            d["alloc"] = max(d["alloc"] or 0, alloc)
+            d.alloc = max(d.alloc or 0, alloc)
         if reserved is not None:
-            d["reserved"] = max(d["reserved"] or 0, reserved)
+            d.reserved = max(d.reserved or 0, reserved)
+    return out
+
+
+def model_facts(*, study: Study) -> list[ModelFacts]:
+    """Per model of the sweep: speed, peak VRAM, GPU, fast/plain mode and the settings it rendered with."""
+    models = list(study.sweep.image_models.order_by("name"))
+    rendered = _rendered_by_model(study=study, model_ids=[m.pk for m in models])
     out = []
     for m in models:
-        speed = stats.speed_summary(seconds=seconds[m.pk])
-        d = info[m.pk]
-        fast = d["fast"] or {m.fast_mode}
+        d = rendered[m.pk]
+        speed = stats.speed_summary(seconds=d.seconds)
+        fast = d.fast or {m.fast_mode}
         # every image of this model in the sweep was made elsewhere (import_ratings, import_images)
-        imported = d["origins"] == {Origin.IMPORTED}
-        out.append({
-            "id": m.pk, "name": m.name, "slug": m.slug, "imported": imported,
-            "speed_median": _finite(speed.median), "speed_mean": _finite(speed.mean), "n_images": speed.n,
-            "gpu": ", ".join(sorted(d["gpus"])) or ("CPU" if d["devices"] == {"cpu"} else ""),
-            "mode": "imported" if imported else ("fast" if fast == {True} else ("plain" if fast == {False} else "mixed")),
-            "vram_allocated_gib": _gib(d["alloc"]), "vram_reserved_gib": _gib(d["reserved"]),
-            "n_imported": n_imported[m.pk],
-            "speed_supplied": _finite(stats.speed_summary(seconds=supplied[m.pk]).median) if supplied[m.pk] else None,
-            "settings": {
-                "steps": m.num_inference_steps, "guidance": m.guidance_scale, "size": f"{m.width}×{m.height}",
-                "dtype": m.dtype, "quantization": m.quantization, "offload": m.offload,
-                "offload_used": ", ".join(sorted(d["offload"])), "pipeline": m.pipeline_class or "auto",
-                "source": m.source,
-            },
-        })
+        imported = d.origins == {Origin.IMPORTED}
+        out.append(ModelFacts(
+            id=m.pk, name=m.name, slug=m.slug, imported=imported,
+            speed_median=_finite(speed.median), speed_mean=_finite(speed.mean), n_images=speed.n,
+            gpu=", ".join(sorted(d.gpus)) or ("CPU" if d.devices == {"cpu"} else ""),
+            mode="imported" if imported else ("fast" if fast == {True} else ("plain" if fast == {False} else "mixed")),
+            vram_allocated_gib=_gib(d.alloc), vram_reserved_gib=_gib(d.reserved), n_imported=d.n_imported,
+            speed_supplied=_finite(stats.speed_summary(seconds=d.supplied).median) if d.supplied else None,
+            settings=ModelSettings(
+                steps=m.num_inference_steps, guidance=m.guidance_scale, size=f"{m.width}×{m.height}",
+                dtype=m.dtype, quantization=m.quantization, offload=m.offload,
+                offload_used=", ".join(sorted(d.offload)), pipeline=m.pipeline_class or "auto", source=m.source,
+            ),
+        ))
     return out
 
 
@@ -218,15 +249,14 @@ def _finite(x) -> float | None:
 # --------------------------------------------------------------------------- the leaderboard
 
 
-def _cell(table, i: int, norm=None) -> dict:
-    cell = {
-        "mean": _finite(table.mean[i]), "ci_low": _finite(table.ci_low[i]), "ci_high": _finite(table.ci_high[i]),
-        "n": int(table.n_ratings[i]), "n_prompts": int(table.n_prompts[i]), "rank": int(table.rank[i]),
-    }
-    if norm is not None:
-        cell.update({"norm_mean": _finite(norm.mean[i]), "norm_ci_low": _finite(norm.ci_low[i]),
-                     "norm_ci_high": _finite(norm.ci_high[i])})
-    return cell
+def _cell(table: stats.MeanTable, i: int, norm: stats.MeanTable | None = None) -> ScoreCell:
+    return ScoreCell(
+        mean=_finite(table.mean[i]), ci_low=_finite(table.ci_low[i]), ci_high=_finite(table.ci_high[i]),
+        n=int(table.n_ratings[i]), n_prompts=int(table.n_prompts[i]), rank=int(table.rank[i]),
+        norm_mean=None if norm is None else _finite(norm.mean[i]),
+        norm_ci_low=None if norm is None else _finite(norm.ci_low[i]),
+        norm_ci_high=None if norm is None else _finite(norm.ci_high[i]),
+    )
 
 
 def _pairs_of(a: RatingArrays) -> dict[str, np.ndarray]:
@@ -246,86 +276,139 @@ def criterion_seed(*, key: str) -> int:
     return zlib.crc32(key.encode("utf-8"))
 
 
-def leaderboard_compute(*, study: Study) -> dict:
-    """Everything the leaderboard page, its CSV and the ``leaderboard`` command show (plain data)."""
-    from . import stats  # numpy/scipy load only where statistics run (exports stay light)
+@dataclass(frozen=True)
+class _Inputs:
+    """The study's ratings coded for the statistics: models in board order, prompts and raters dense."""
 
-    facts = model_facts(study=study)
-    criteria = list(Criterion.objects.filter(study=study).order_by("order", "id"))
+    models: list[ModelFacts]
+    criteria: list[Criterion]
+    all_ratings: RatingArrays
+    a: RatingArrays  # the score table's ratings: no attention checks, no excluded panelists
+    model_of: np.ndarray
+    prompt_of: np.ndarray
+    rater_of: np.ndarray
+    n_prompts: int
+    prompt_category: np.ndarray  # category of each dense prompt
+
+    @property
+    def n_models(self) -> int:
+        return len(self.models)
+
+    @property
+    def model_ids(self) -> list[int]:
+        return [m.id for m in self.models]
+
+
+def _models_with_ratings(*, facts: list[ModelFacts], a: RatingArrays) -> list[ModelFacts]:
+    """The sweep's models, then any other model whose images were rated (e.g. a fallback's), with no facts."""
+    extra = sorted(set(np.unique(a.model).tolist()) - {f.id for f in facts})
+    if not extra:
+        return facts
+    return facts + [ModelFacts(id=m.pk, name=m.name, slug=m.slug) for m in ImageModel.objects.filter(pk__in=extra)]
+
+
+def _leaderboard_inputs(*, study: Study) -> _Inputs:
     all_ratings = rating_arrays(study=study)
-    # the score table: no attention-check (gold) answers, no excluded panelists
     a = all_ratings.take(~all_ratings.is_gold & ~all_ratings.excluded)
-    model_ids = [f["id"] for f in facts]
-    known = set(model_ids)
-    extra = sorted(set(np.unique(a.model).tolist()) - known)  # e.g. a fallback model's images
-    if extra:
-        for m in ImageModel.objects.filter(pk__in=extra):
-            facts.append({"id": m.pk, "name": m.name, "slug": m.slug, "imported": False, "speed_median": None, "speed_mean": None,
-                          "n_images": 0, "gpu": "", "mode": "", "vram_allocated_gib": None,
-                          "vram_reserved_gib": None, "settings": {}})
-        model_ids = [f["id"] for f in facts]
-    m_index = {m: i for i, m in enumerate(model_ids)}
-    n_models = len(model_ids)
-    model_of = _index_of(a.model, model_ids)
+    models = _models_with_ratings(facts=model_facts(study=study), a=a)
     prompt_ids, prompt_of = _dense(a.prompt)
-    panelist_ids, rater_of = _dense(a.panelist)
+    _, rater_of = _dense(a.panelist)
     categories = dict(Prompt.objects.filter(pk__in=prompt_ids.tolist()).values_list("id", "category"))
-    prompt_category = np.array([categories.get(p) or NO_CATEGORY for p in prompt_ids.tolist()], dtype=object)
+    return _Inputs(
+        models=models, criteria=list(Criterion.objects.filter(study=study).order_by("order", "id")),
+        all_ratings=all_ratings, a=a, model_of=_index_of(a.model, [m.id for m in models]), prompt_of=prompt_of,
+        rater_of=rater_of, n_prompts=int(len(prompt_ids)),
+        prompt_category=np.array([categories.get(p) or NO_CATEGORY for p in prompt_ids.tolist()], dtype=object),
+    )
 
-    scores: dict[str, list[dict]] = {}
-    agreement: dict[str, dict] = {}
-    by_category: dict[str, dict[str, list[dict]]] = {}
-    for c in criteria:
-        sel = a.criterion == c.pk
-        y, mm, pp, rr = a.score[sel], model_of[sel], prompt_of[sel], rater_of[sel]
-        items, item_of = _dense(a.generation[sel])
-        raw = stats.model_means(scores=y, model=mm, prompt=pp, rater=rr if y.size else None, n_models=n_models,
-                                n_prompts=max(len(prompt_ids), 1), n_resamples=N_RESAMPLES, seed=criterion_seed(key=c.key))
-        z = stats.normalize_scores(scores=y, rater=rr, item=item_of)
-        norm = stats.model_means(scores=z, model=mm, prompt=pp, rater=rr if y.size else None, n_models=n_models,
-                                 n_prompts=max(len(prompt_ids), 1), n_resamples=N_RESAMPLES, seed=criterion_seed(key=c.key))
-        scores[c.key] = [_cell(raw, i, norm) for i in range(n_models)]
-        agreement[c.key] = {
-            "alpha": _finite(stats.krippendorff_interval_alpha(scores=y, rater=rr, item=item_of)) if y.size else None,
-            "n_ratings": int(y.size), "n_images": int(items.size),
-            "n_multi": int((np.bincount(item_of) >= 2).sum()) if y.size else 0,
-        }
-        cats = prompt_category[pp] if y.size else np.array([], dtype=object)
-        for cat in sorted(set(cats.tolist())):
-            cs = cats == cat
-            t = stats.model_means(scores=y[cs], model=mm[cs], prompt=pp[cs], rater=rr[cs], n_models=n_models,
-                                  n_prompts=max(len(prompt_ids), 1), n_resamples=CATEGORY_RESAMPLES, seed=criterion_seed(key=c.key))
-            by_category.setdefault(cat, {})[c.key] = [_cell(t, i) for i in range(n_models)]
 
-    ocr = ocr_results(study=study, model_ids=model_ids, a=a, criteria=criteria)
-    pairs = _pair_results(a=a, criteria=criteria, m_index=m_index, n_models=n_models)
-    raters = _rater_summary(all_ratings=all_ratings, a=a, criteria=criteria, study=study)
-    n_total = len(all_ratings)
-    return {
-        "study_id": study.pk, "study_name": study.name,
-        "computed_at": timezone.now().isoformat(timespec="seconds"),
-        "criteria": [{"id": c.pk, "key": c.key, "name": c.name} for c in criteria],
-        "models": facts, "scores": scores, "by_category": by_category, "agreement": agreement,
-        "pairs": pairs, "raters": raters, "ocr": ocr,
-        "n_ratings_total": n_total, "n_ratings_used": len(a),
-        "n_ratings_excluded": int(all_ratings.excluded.sum()), "n_ratings_gold": int(all_ratings.is_gold.sum()),
-        "n_ratings_simulated": int(all_ratings.simulated.sum()),
-        "n_prompts": int(len(prompt_ids)), "n_resamples": N_RESAMPLES,
-    }
+@dataclass(frozen=True)
+class _CriterionResults:
+    cells: tuple[ScoreCell, ...]
+    agreement: Agreement
+    by_category: dict[str, tuple[ScoreCell, ...]]
+
+
+def _criterion_results(*, inp: _Inputs, criterion: Criterion) -> _CriterionResults:
+    """Raw and rater-normalized cells, agreement and per-category cells of one criterion."""
+    a = inp.a
+    sel = a.criterion == criterion.pk
+    y, mm, pp, rr = a.score[sel], inp.model_of[sel], inp.prompt_of[sel], inp.rater_of[sel]
+    items, item_of = _dense(a.generation[sel])
+    common = {"model": mm, "prompt": pp, "n_models": inp.n_models, "n_prompts": max(inp.n_prompts, 1),
+              "seed": criterion_seed(key=criterion.key)}
+    raw = stats.model_means(scores=y, rater=rr if y.size else None, n_resamples=N_RESAMPLES, **common)
+    z = stats.normalize_scores(scores=y, rater=rr, item=item_of)
+    norm = stats.model_means(scores=z, rater=rr if y.size else None, n_resamples=N_RESAMPLES, **common)
+    agreement = Agreement(
+        alpha=_finite(stats.krippendorff_interval_alpha(scores=y, rater=rr, item=item_of)) if y.size else None,
+        n_ratings=int(y.size), n_images=int(items.size),
+        n_multi=int((np.bincount(item_of) >= 2).sum()) if y.size else 0,
+    )
+    cats = inp.prompt_category[pp] if y.size else np.array([], dtype=object)
+    by_category = {}
+    for cat in sorted(set(cats.tolist())):
+        cs = cats == cat
+        t = stats.model_means(scores=y[cs], model=mm[cs], prompt=pp[cs], rater=rr[cs], n_models=inp.n_models,
+                              n_prompts=max(inp.n_prompts, 1), n_resamples=CATEGORY_RESAMPLES,
+                              seed=criterion_seed(key=criterion.key))
+        by_category[cat] = tuple(_cell(t, i) for i in range(inp.n_models))
+    return _CriterionResults(cells=tuple(_cell(raw, i, norm) for i in range(inp.n_models)), agreement=agreement,
+                             by_category=by_category)
+
+
+def leaderboard_compute(*, study: Study) -> Board:
+    """Everything the leaderboard page, its CSV and the ``leaderboard`` command show."""
+    inp = _leaderboard_inputs(study=study)
+    per_criterion = {c.key: _criterion_results(inp=inp, criterion=c) for c in inp.criteria}
+    by_category: dict[str, dict[str, tuple[ScoreCell, ...]]] = {}
+    for key, res in per_criterion.items():
+        for cat, cells in res.by_category.items():
+            by_category.setdefault(cat, {})[key] = cells
+    all_ratings, a = inp.all_ratings, inp.a
+    return Board(
+        study_id=study.pk, study_name=study.name, computed_at=timezone.now().isoformat(timespec="seconds"),
+        criteria=tuple(CriterionRef(id=c.pk, key=c.key, name=c.name) for c in inp.criteria),
+        models=tuple(inp.models),
+        scores={key: res.cells for key, res in per_criterion.items()},
+        by_category=dict(sorted(by_category.items())),
+        agreement={key: res.agreement for key, res in per_criterion.items()},
+        pairs=_pair_results(a=a, criteria=inp.criteria, model_ids=inp.model_ids),
+        raters=_rater_summary(all_ratings=all_ratings, a=a, criteria=inp.criteria, study=study),
+        ocr=ocr_results(study=study, model_ids=inp.model_ids, a=a, criteria=inp.criteria),
+        n_ratings_total=len(all_ratings), n_ratings_used=len(a),
+        n_ratings_excluded=int(all_ratings.excluded.sum()), n_ratings_gold=int(all_ratings.is_gold.sum()),
+        n_ratings_simulated=int(all_ratings.simulated.sum()), n_prompts=inp.n_prompts, n_resamples=N_RESAMPLES,
+    )
 
 
 TEXT_RENDERING_KEY = "text_rendering"
 
 
-def ocr_results(*, study: Study, model_ids: list[int], a: RatingArrays, criteria: list[Criterion]) -> dict:
+def _ocr_correlation(*, gen: np.ndarray, accuracy: np.ndarray, a: RatingArrays,
+                     criteria: list[Criterion]) -> OcrCorrelation | None:
+    """Spearman correlation over images of OCR accuracy and the panel's mean text-rendering score."""
+    text_crit = [c.pk for c in criteria if c.key == TEXT_RENDERING_KEY]
+    if not text_crit:
+        return None
+    sel = a.criterion == text_crit[0]
+    if not sel.any():
+        return None
+    ids, inv = _dense(a.generation[sel])
+    human = np.bincount(inv, weights=a.score[sel]) / np.bincount(inv)
+    both = np.isin(gen, ids)
+    if both.sum() < 3:
+        return None
+    h = human[np.searchsorted(ids, gen[both])]
+    rho = spearmanr(h, accuracy[both]).statistic
+    return OcrCorrelation(spearman=_finite(float(rho)), n_images=int(both.sum()))
+
+
+def ocr_results(*, study: Study, model_ids: list[int], a: RatingArrays, criteria: list[Criterion]) -> OcrResults:
     """OCR text accuracy per model (100 × (1 − character error rate) of images whose prompt asks for text),
     with a 95% CI from the same bootstrap over prompts as the human scores (new prompts of this kind),
     the share of images with every expected word, and its Spearman correlation with the panel's
     text-rendering score over images (per study)."""
-    from scipy.stats import spearmanr
-
-    from . import stats
-
     rows = list(
         Generation.objects.filter(sweep_id=study.sweep_id, status=GenerationStatus.DONE)
         .exclude(prompt__expected_text="").order_by()
@@ -333,11 +416,9 @@ def ocr_results(*, study: Study, model_ids: list[int], a: RatingArrays, criteria
     )
     checked = [r for r in rows if r[3] is not None and r[1] in model_ids]
     n_models = len(model_ids)
-    out: dict = {"n_images": len(rows), "n_checked": len(checked),
-                 "n_failed": sum(1 for r in rows if r[5]), "cells": [None] * n_models,
-                 "all_words": [None] * n_models, "correlation": None}
+    counts = {"n_images": len(rows), "n_checked": len(checked), "n_failed": sum(1 for r in rows if r[5])}
     if not checked:
-        return out
+        return OcrResults(**counts, cells=(None,) * n_models, all_words=(None,) * n_models)
     gen = np.array([r[0] for r in checked], dtype=np.int64)
     model = _index_of(np.array([r[1] for r in checked], dtype=np.int64), model_ids)
     _, prompt = _dense(np.array([r[2] for r in checked], dtype=np.int64))
@@ -345,58 +426,54 @@ def ocr_results(*, study: Study, model_ids: list[int], a: RatingArrays, criteria
     words = np.array([bool(r[4]) for r in checked], dtype=np.float64) * 100.0
     table = stats.model_means(scores=accuracy, model=model, prompt=prompt, n_models=n_models,
                               n_prompts=int(prompt.max()) + 1, n_resamples=N_RESAMPLES, seed=18)
-    out["cells"] = [_cell(table, i) for i in range(n_models)]
-    out["all_words"] = [_finite(words[model == i].mean()) if (model == i).any() else None for i in range(n_models)]
-    text_crit = [c.pk for c in criteria if c.key == TEXT_RENDERING_KEY]
-    if text_crit:
-        sel = a.criterion == text_crit[0]
-        if sel.any():
-            ids, inv = _dense(a.generation[sel])
-            human = np.bincount(inv, weights=a.score[sel]) / np.bincount(inv)
-            both = np.isin(gen, ids)
-            if both.sum() >= 3:
-                h = human[np.searchsorted(ids, gen[both])]
-                rho = spearmanr(h, accuracy[both]).statistic
-                out["correlation"] = {"spearman": _finite(float(rho)), "n_images": int(both.sum())}
-    return out
+    return OcrResults(
+        **counts, cells=tuple(_cell(table, i) for i in range(n_models)),
+        all_words=tuple(_finite(words[model == i].mean()) if (model == i).any() else None for i in range(n_models)),
+        correlation=_ocr_correlation(gen=gen, accuracy=accuracy, a=a, criteria=criteria),
+    )
 
 
-def _pair_results(*, a: RatingArrays, criteria: list[Criterion], m_index: dict[int, int], n_models: int) -> dict:
-    from . import stats  # numpy/scipy load only where statistics run (exports stay light)
+def _floats(values) -> tuple[float | None, ...]:
+    return tuple(_finite(x) for x in values)
 
+
+def _pair_results(*, a: RatingArrays, criteria: list[Criterion], model_ids: list[int]) -> Pairs:
+    """Bradley–Terry per criterion and the left/right position bias, from the pair answers."""
     pr = _pairs_of(a)
-    out: dict = {"n_pairs": 0, "by_criterion": {}, "position_bias": None}
     if pr["criterion"].size == 0:
-        return out
-    ids = sorted(m_index, key=m_index.get)
-    lm, rm = _index_of(pr["left_model"], ids), _index_of(pr["right_model"], ids)
+        return Pairs()
+    lm, rm = _index_of(pr["left_model"], model_ids), _index_of(pr["right_model"], model_ids)
     _, pp = _dense(pr["prompt"])
-    out["n_pairs"] = int(pr["criterion"].size)
+    by_criterion = {}
     for c in criteria:
         sel = pr["criterion"] == c.pk
         if not sel.any():
             continue
         outcome = stats.pair_outcomes(left_score=pr["left_score"][sel], right_score=pr["right_score"][sel])
         bt = stats.bradley_terry(left_model=lm[sel], right_model=rm[sel], outcome=outcome, prompt=pp[sel],
-                                 n_models=n_models, n_resamples=N_RESAMPLES, seed=criterion_seed(key=c.key))
-        out["by_criterion"][c.key] = {
-            "strength": [_finite(x) for x in bt.strength], "ci_low": [_finite(x) for x in bt.ci_low],
-            "ci_high": [_finite(x) for x in bt.ci_high], "rank": [int(x) for x in bt.rank],
-            "n_pairs": [int(x) for x in bt.n_pairs],
-            "win_rate": [[_finite(x) for x in row] for row in bt.win_rate],
-            "games": [[int(x) for x in row] for row in bt.games],
-            "ties": int((outcome == 0.5).sum()), "n": int(sel.sum()),
-        }
+                                 n_models=len(model_ids), n_resamples=N_RESAMPLES, seed=criterion_seed(key=c.key))
+        by_criterion[c.key] = PairResult(
+            strength=_floats(bt.strength), ci_low=_floats(bt.ci_low), ci_high=_floats(bt.ci_high),
+            rank=tuple(int(x) for x in bt.rank), n_pairs=tuple(int(x) for x in bt.n_pairs),
+            win_rate=tuple(_floats(row) for row in bt.win_rate),
+            games=tuple(tuple(int(x) for x in row) for row in bt.games),
+            ties=int((outcome == 0.5).sum()), n=int(sel.sum()),
+        )
     pb = stats.position_bias(left_score=pr["left_score"], right_score=pr["right_score"], prompt=pp,
                              n_resamples=N_RESAMPLES)
-    out["position_bias"] = {k: _finite(v) if isinstance(v, float) else v for k, v in pb.__dict__.items()}
-    return out
+    return Pairs(
+        n_pairs=int(pr["criterion"].size), by_criterion=by_criterion,
+        position_bias=PositionBias(
+            left_win_rate=_finite(pb.left_win_rate), ci_low=_finite(pb.ci_low), ci_high=_finite(pb.ci_high),
+            mean_gap=_finite(pb.mean_gap), gap_ci_low=_finite(pb.gap_ci_low), gap_ci_high=_finite(pb.gap_ci_high),
+            n_pairs=int(pb.n_pairs), p_value=_finite(pb.p_value),
+        ),
+    )
 
 
-def _rater_summary(*, all_ratings: RatingArrays, a: RatingArrays, criteria: list[Criterion], study: Study) -> dict:
+def _rater_summary(*, all_ratings: RatingArrays, a: RatingArrays, criteria: list[Criterion],
+                   study: Study) -> RaterSummary:
     """Panel size, exclusions, gold pass rates and agreement with the others (per panelist, then summarised)."""
-    from . import stats  # numpy/scipy load only where statistics run (exports stay light)
-
     panelists = list(Panelist.objects.filter(study=study).values_list("id", "pseudonym", "excluded", "is_simulated"))
     crit_key = {c.pk: c.key for c in criteria}
     # gold: prompt accuracy of an image shown with the wrong prompt should be low
@@ -417,69 +494,17 @@ def _rater_summary(*, all_ratings: RatingArrays, a: RatingArrays, criteria: list
         n_gold = int(gold_n[pid]) if pid < gold_n.size else 0
         failed = int(gold_fail[pid]) if pid < len(gold_fail) else 0
         pass_rate = (n_gold - failed) / n_gold if n_gold else None
-        rows.append({
-            "id": pid, "pseudonym": pseudonym, "excluded": excluded, "simulated": simulated,
-            "n_ratings": int(counts.get(pid, 0)), "gold_n": n_gold, "gold_pass_rate": pass_rate,
-            "flagged": pass_rate is not None and pass_rate < GOLD_FLAG_BELOW,
-            "consensus_r": corr_by_panelist.get(pid),
-        })
-    active = [r for r in rows if r["n_ratings"]]
-    rs = [r["consensus_r"] for r in active if r["consensus_r"] is not None and not r["excluded"]]
-    return {
-        "n_panelists": len(active), "n_excluded": sum(r["excluded"] for r in active),
-        "n_simulated": sum(r["simulated"] for r in active), "n_flagged": sum(r["flagged"] for r in active),
-        "median_consensus_r": float(np.median(rs)) if rs else None,
-        "lowest": sorted((r for r in active if r["consensus_r"] is not None),
-                         key=lambda r: r["consensus_r"])[:5],
-        "gold_n": int(len(gold)),
-    }
-
-
-# --------------------------------------------------------------------------- the per-model CSV table
-
-
-def board_order(*, board: dict) -> list[int]:
-    """Model indices best first by the first criterion (rank, then mean); models without ratings last."""
-
-    def key(i: int):
-        if not board["criteria"]:
-            return (0, 0, 0, board["models"][i]["name"])
-        cell = board["scores"][board["criteria"][0]["key"]][i]
-        return (cell["mean"] is None, cell["rank"], -(cell["mean"] or 0), board["models"][i]["name"])
-
-    return sorted(range(len(board["models"])), key=key)
-
-
-def leaderboard_rows(*, board: dict) -> tuple[list[str], list[list]]:
-    """The per-model table: speed, VRAM and, per criterion, mean, CI low, CI high, n (and rank)."""
-    header = ["model", "model_slug", "speed_median_s", "speed_mean_s", "n_images", "gpu", "mode",
-              "peak_vram_allocated_gib", "peak_vram_reserved_gib"]
-    for c in board["criteria"]:
-        k = c["key"]
-        header += [f"{k}_mean", f"{k}_ci_low", f"{k}_ci_high", f"{k}_n", f"{k}_n_prompts", f"{k}_rank",
-                   f"{k}_normalized_mean"]
-    header += ["ocr_text_accuracy_pct", "ocr_ci_low", "ocr_ci_high", "ocr_n_images", "ocr_all_words_pct"]
-    rows = []
-    for i in board_order(board=board):
-        m = board["models"][i]
-        row = [m["name"], m["slug"], _r(m["speed_median"], 3), _r(m["speed_mean"], 3), m["n_images"], m["gpu"],
-               m["mode"], _r(m["vram_allocated_gib"], 2), _r(m["vram_reserved_gib"], 2)]
-        for c in board["criteria"]:
-            cell = board["scores"][c["key"]][i]
-            row += [_r(cell["mean"], 3), _r(cell["ci_low"], 3), _r(cell["ci_high"], 3), cell["n"], cell["n_prompts"],
-                    cell["rank"], _r(cell.get("norm_mean"), 3)]
-        ocr = (board.get("ocr") or {}).get("cells") or [None] * len(board["models"])
-        cell = ocr[i] or {}
-        row += [_r(cell.get("mean"), 2), _r(cell.get("ci_low"), 2), _r(cell.get("ci_high"), 2), cell.get("n", 0),
-                _r(((board.get("ocr") or {}).get("all_words") or [None] * len(board["models"]))[i], 1)]
-        rows.append(row)
-    return header, rows
-
-
-def _r(x, digits: int):
-    return "" if x is None else round(x, digits)
-
-
-def study_rating_count(*, study: Study) -> int:
-    return Rating.objects.filter(study=study).count()
-
+        rows.append(RaterRow(
+            id=pid, pseudonym=pseudonym, excluded=excluded, simulated=simulated,
+            n_ratings=int(counts.get(pid, 0)), gold_n=n_gold, gold_pass_rate=pass_rate,
+            flagged=pass_rate is not None and pass_rate < GOLD_FLAG_BELOW, consensus_r=corr_by_panelist.get(pid),
+        ))
+    active = [r for r in rows if r.n_ratings]
+    rs = [r.consensus_r for r in active if r.consensus_r is not None and not r.excluded]
+    return RaterSummary(
+        n_panelists=len(active), n_excluded=sum(r.excluded for r in active),
+        n_simulated=sum(r.simulated for r in active), n_flagged=sum(r.flagged for r in active),
+        median_consensus_r=float(np.median(rs)) if rs else None,
+        lowest=tuple(sorted((r for r in active if r.consensus_r is not None), key=lambda r: r.consensus_r or 0)[:5]),
+        gold_n=int(len(gold)),
+    )

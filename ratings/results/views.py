@@ -15,8 +15,9 @@ from evalsite.access import PERM_EXPORT_RATINGS, PERM_VIEW_RESULTS, staff_permis
 from ..models import Panelist, Study
 from ..views import SESSION_PANELISTS  # {study_id: token} of panelists this browser rated as
 from . import selectors as rs
+from .board import Board
 from .charts import chart_for
-from .export import RATINGS_CSV_HEADER, csv_stream, ratings_export_rows
+from .export import RATINGS_CSV_HEADER, csv_stream, leaderboard_rows, ratings_export_rows
 
 
 def _csv_response(*, filename: str, header: list[str], rows, bom: bool) -> StreamingHttpResponse:
@@ -30,39 +31,35 @@ def _wants_bom(request: HttpRequest) -> bool:
     return request.GET.get("bom", "").lower() in {"1", "true", "yes"}
 
 
-def _table_context(*, board: dict, for_staff: bool) -> dict:
+def _table_context(*, board: Board, for_staff: bool) -> dict:
     """Rows of the reference table (Model | speed | each criterion | VRAM) and the extra sections."""
-    crits = board["criteria"]
-    order = rs.board_order(board=board)
-    rows = []
-    for i in order:
-        m = board["models"][i]
-        ocr = board.get("ocr") or {}
-        rows.append({"model": m, "cells": [board["scores"][c["key"]][i] for c in crits],
-                     "ocr": (ocr.get("cells") or [None] * len(board["models"]))[i],
-                     "ocr_all_words": (ocr.get("all_words") or [None] * len(board["models"]))[i]})
+    crits = board.criteria
+    order = board.order()
+    rows = [{"model": board.models[i], "cells": [board.scores[c.key][i] for c in crits],
+             "ocr": board.ocr.cell(i), "ocr_all_words": board.ocr.all_words_of(i)} for i in order]
     categories = []
-    for cat, per_crit in sorted(board["by_category"].items()):
+    for cat, per_crit in sorted(board.by_category.items()):
         cat_rows = []
         for i in order:
-            cells = [per_crit.get(c["key"], [None] * len(board["models"]))[i] for c in crits]
-            if any(cell and cell["n"] for cell in cells):
-                cat_rows.append({"model": board["models"][i], "cells": cells})
+            cells = [per_crit[c.key][i] if c.key in per_crit else None for c in crits]
+            if any(cell and cell.n for cell in cells):
+                cat_rows.append({"model": board.models[i], "cells": cells})
         categories.append({"name": cat, "rows": cat_rows})
-    names = [m["name"] for m in board["models"]]
+    names = [m.name for m in board.models]
     pairs = []
     for c in crits:
-        p = board["pairs"]["by_criterion"].get(c["key"])
+        p = board.pairs.by_criterion.get(c.key)
         if not p:
             continue
-        bt_order = sorted(range(len(names)), key=lambda i: -(p["strength"][i] if p["strength"][i] is not None else -99))
+        strength = p.strength
+        bt_order = sorted(range(len(names)), key=lambda i: -(s if (s := strength[i]) is not None else -99))
         pairs.append({
-            "criterion": c, "n": p["n"], "ties": p["ties"],
-            "rows": [{"name": names[i], "strength": p["strength"][i], "ci_low": p["ci_low"][i],
-                      "ci_high": p["ci_high"][i], "rank": p["rank"][i], "n_pairs": p["n_pairs"][i]} for i in bt_order],
+            "criterion": c, "n": p.n, "ties": p.ties,
+            "rows": [{"name": names[i], "strength": p.strength[i], "ci_low": p.ci_low[i],
+                      "ci_high": p.ci_high[i], "rank": p.rank[i], "n_pairs": p.n_pairs[i]} for i in bt_order],
             "matrix_names": [names[i] for i in bt_order],
             "matrix": [{"name": names[i], "cells": [
-                {"rate": p["win_rate"][i][j], "games": p["games"][i][j], "self": i == j} for j in bt_order]}
+                {"rate": p.win_rate[i][j], "games": p.games[i][j], "self": i == j} for j in bt_order]}
                 for i in bt_order],
         })
     return {
@@ -122,7 +119,7 @@ def panelist_results(request: HttpRequest, token: str) -> HttpResponse:
 @require_GET
 def leaderboard_csv(request: HttpRequest, study_id: int) -> StreamingHttpResponse:
     study = get_object_or_404(Study, pk=study_id)
-    header, rows = rs.leaderboard_rows(board=rs.leaderboard_get(study=study))
+    header, rows = leaderboard_rows(board=rs.leaderboard_get(study=study))
     return _csv_response(filename=f"leaderboard-{study.pk}-{slugify(study.name)}.csv", header=header, rows=rows,
                          bom=_wants_bom(request))
 

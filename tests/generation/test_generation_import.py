@@ -264,12 +264,12 @@ def test_leaderboard_speed_cells_say_supplied_for_imported_images(sweep_and_prom
         g.save(update_fields=["seconds"])
     run_import(write_folder(tmp_path / "api", prompts))
     study = services.study_create(sweep=sweep, name="mixed", mode="single", ratings_per_item=1)
-    facts = {f["name"]: f for f in model_facts(study=study)}
+    facts = {f.name: f for f in model_facts(study=study)}
     api = facts["SecretAPI v3"]
-    assert api["speed_median"] is None and api["n_images"] == 0  # never counted as our measurement
-    assert api["imported"] is True and api["n_imported"] == 3 and api["speed_supplied"] == pytest.approx(5.5)
+    assert api.speed_median is None and api.n_images == 0  # never counted as our measurement
+    assert api.imported is True and api.n_imported == 3 and api.speed_supplied == pytest.approx(5.5)
     rendered = [f for name, f in facts.items() if name != "SecretAPI v3"]
-    assert all(f["speed_median"] == pytest.approx(2.0) and f["n_imported"] == 0 for f in rendered)
+    assert all(f.speed_median == pytest.approx(2.0) and f.n_imported == 0 for f in rendered)
 
 
 def test_the_web_process_imports_images_without_torch(tmp_path):

@@ -7,6 +7,7 @@ items and an excluded panelist included), exported with export_ratings, and that
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import random
@@ -91,6 +92,8 @@ def _import_command(path, name: str) -> int:
 
 def _same(a, b, path: str = "") -> bool:
     """Equal, floats to 1e-9 (sums over the same numbers in another row order differ in the last bits)."""
+    if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
+        a, b = dataclasses.asdict(a), dataclasses.asdict(b)
     if isinstance(a, dict) and isinstance(b, dict):
         assert a.keys() == b.keys(), path
         return all(_same(a[k], b[k], f"{path}.{k}") for k in a)
@@ -129,11 +132,11 @@ def test_imported_copy_of_a_native_study_gives_the_same_leaderboard(study_factor
     assert _without_render_columns(imported_csv) == _without_render_columns(native_csv)
     assert all(r["mode"] == "imported" and r["speed_median_s"] == "" and r["n_images"] == "0" for r in imported_csv)
     for part in ("scores", "agreement", "pairs", "by_category"):
-        assert _same(imported_board[part], native_board[part]), part
-    assert imported_board["n_ratings_used"] == native_board["n_ratings_used"]
+        assert _same(getattr(imported_board, part), getattr(native_board, part)), part
+    assert imported_board.n_ratings_used == native_board.n_ratings_used
     # attention-check rows are left out of the import (their shown prompt is not in the file): the rest is equal
-    assert imported_board["n_ratings_gold"] == 0 < native_board["n_ratings_gold"]
-    assert imported_board["n_ratings_excluded"] == native_ratings.filter(
+    assert imported_board.n_ratings_gold == 0 < native_board.n_ratings_gold
+    assert imported_board.n_ratings_excluded == native_ratings.filter(
         panelist__excluded=True, assignment__is_gold=False).count() > 0
     # the registered models were matched by name; nothing was rendered or made servable
     assert set(imported.sweep.image_models.all()) == set(models)
@@ -171,10 +174,10 @@ def test_pairs_import_with_the_same_pair_strengths(study_factory, tmp_path):
     path.write_bytes(_export(study))
     imported = Study.objects.get(pk=_import_command(path, "pairs"))
     native_board, imported_board = leaderboard_get(study=study), leaderboard_get(study=imported)
-    assert native_board["pairs"]["n_pairs"] > 40
-    assert _same(imported_board["pairs"], native_board["pairs"])
-    for key, bt in native_board["pairs"]["by_criterion"].items():
-        assert imported_board["pairs"]["by_criterion"][key]["strength"] == bt["strength"]
+    assert native_board.pairs.n_pairs > 40
+    assert _same(imported_board.pairs, native_board.pairs)
+    for key, bt in native_board.pairs.by_criterion.items():
+        assert imported_board.pairs.by_criterion[key].strength == bt.strength
     assert imported.mode == "pair"
     assert Assignment.objects.filter(study=imported, kind="pair").count() == \
         Assignment.objects.filter(study=study, kind="pair", status="done").count()
@@ -200,7 +203,7 @@ def test_a_spreadsheet_with_new_models_prompts_and_criteria(tmp_path):
     assert prompts == [("a red cube", "Objects"), ('"quoted" sign', "Text")]  # TSV keeps quotes as text
     assert study.mode == "single" and Rating.objects.filter(study=study).count() == 4
     board = leaderboard_get(study=study)
-    assert [m["imported"] for m in board["models"]] == [True, True]
+    assert [m.imported for m in board.models] == [True, True]
     with pytest.raises(StudySetupError):
         study_open(study=study)
     assert study_items_sync(study=study) == 0  # no image: nothing for a panelist

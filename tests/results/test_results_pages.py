@@ -13,6 +13,7 @@ from django.db.models import Avg, Count
 
 from ratings.models import Rating, StudyItem, StudyStatus
 from ratings.results import selectors as rs
+from ratings.results.board import BOARD_FORMAT
 from ratings.results.export import RATINGS_CSV_HEADER
 from ratings.results.services import ratings_simulate
 from ratings.services import panelist_create, panelist_exclude, study_close
@@ -134,9 +135,9 @@ def test_excluded_panelists_leave_the_table_but_stay_in_exports(filled, tmp_path
     assert n_victim > 0
     panelist_exclude(panelist=victim, reason="random answers")
     after = rs.leaderboard_get(study=study)  # exclusion changes the version: recomputed
-    assert after["n_ratings_used"] == before["n_ratings_used"] - Rating.objects.filter(
+    assert after.n_ratings_used == before.n_ratings_used - Rating.objects.filter(
         panelist=victim, assignment__is_gold=False).count()
-    assert after["n_ratings_excluded"] == n_victim
+    assert after.n_ratings_excluded == n_victim
     path = tmp_path / "r.csv"
     call_command("export_ratings", study=study.pk, out=str(path), stderr=io.StringIO())
     rows = [dict(zip(RATINGS_CSV_HEADER, r, strict=True)) for r in _csv(path.read_text("utf-8"))[1:]]
@@ -149,9 +150,9 @@ def test_gold_answers_are_not_scores(study_factory):
     n_gold = Rating.objects.filter(study=study, assignment__is_gold=True).count()
     assert n_gold > 0
     board = rs.leaderboard_get(study=study)
-    assert board["n_ratings_gold"] == n_gold
-    assert board["n_ratings_used"] == Rating.objects.filter(study=study).count() - n_gold
-    assert board["raters"]["gold_n"] > 0
+    assert board.n_ratings_gold == n_gold
+    assert board.n_ratings_used == Rating.objects.filter(study=study).count() - n_gold
+    assert board.raters.gold_n > 0
 
 
 def test_leaderboard_cache_is_reused_and_invalidated_by_a_new_rating(filled):
@@ -160,29 +161,29 @@ def test_leaderboard_cache_is_reused_and_invalidated_by_a_new_rating(filled):
     study, models, _ = filled
     first = rs.leaderboard_get(study=study)
     version = rs.ratings_version(study=study)
-    assert cache.get(f"results:leaderboard:{study.pk}:{version}") is not None
+    assert cache.get(f"results:leaderboard:b{BOARD_FORMAT}:{study.pk}:{version}") is not None
     Rating.objects.filter(study=study).update(score=10)
     assert rs.ratings_version(study=study) == version
-    assert rs.leaderboard_get(study=study)["scores"] == first["scores"]  # served from the cache
+    assert rs.leaderboard_get(study=study).scores == first.scores  # served from the cache
     Rating.objects.filter(pk=Rating.objects.filter(study=study).order_by("-id").first().pk).delete()
     assert rs.ratings_version(study=study) != version
     second = rs.leaderboard_get(study=study)
-    assert second["n_ratings_total"] == first["n_ratings_total"] - 1
-    assert all(c["mean"] == 10 for c in second["scores"]["photorealism"])
+    assert second.n_ratings_total == first.n_ratings_total - 1
+    assert all(c.mean == 10 for c in second.scores["photorealism"])
 
 
 def test_pairs_give_strengths_win_matrix_and_position_bias(filled):
     study, models, _ = filled
     board = rs.leaderboard_get(study=study)
-    assert board["pairs"]["n_pairs"] > 0
-    pa = board["pairs"]["by_criterion"]["photorealism"]
-    assert len(pa["strength"]) == len(models)
-    assert sum(pa["strength"]) == pytest.approx(0.0, abs=1e-6)
-    wr = np.array([[np.nan if x is None else x for x in row] for row in pa["win_rate"]])
+    assert board.pairs.n_pairs > 0
+    pa = board.pairs.by_criterion["photorealism"]
+    assert len(pa.strength) == len(models)
+    assert sum(pa.strength) == pytest.approx(0.0, abs=1e-6)
+    wr = np.array([[np.nan if x is None else x for x in row] for row in pa.win_rate])
     played = ~np.isnan(wr)
     assert np.allclose((wr + wr.T)[played], 1.0)
-    pb = board["pairs"]["position_bias"]
-    assert 0 <= pb["left_win_rate"] <= 1 and pb["ci_low"] <= pb["left_win_rate"] <= pb["ci_high"]
+    pb = board.pairs.position_bias
+    assert 0 <= pb.left_win_rate <= 1 and pb.ci_low <= pb.left_win_rate <= pb.ci_high
 
 
 # --------------------------------------------------------------------------- pages and access
