@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import Avg, Count, Max, Min, Q
 
-from generation.models import Backend, Generation, GenerationStatus, ImageModel, Origin, Sweep
+from generation.models import Generation, GenerationStatus, ImageModel, Origin, Sweep
 
 
 def sweep_progress(*, sweep: Sweep) -> list[dict[str, Any]]:
@@ -163,10 +163,6 @@ def sweep_errors(*, sweep: Sweep, limit: int = 20) -> list[dict[str, Any]]:
         .annotate(n=Count("pk"))
         .order_by("-n")[:limit]
     )
-
-
-def image_models_enabled() -> list[ImageModel]:
-    return list(ImageModel.objects.filter(enabled=True).exclude(backend=Backend.IMPORTED).order_by("name"))
 
 
 def generation_text_checks(*, sweep: Sweep) -> dict[int, dict[str, Any]]:

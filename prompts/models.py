@@ -60,7 +60,3 @@ class Prompt(models.Model):
     def save(self, *args, **kwargs):
         self.text_sha256 = text_digest(self.text)
         super().save(*args, **kwargs)
-
-    @property
-    def asks_for_text(self) -> bool:
-        return bool(self.expected_text)

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from generation.models import Generation, GenerationStatus
+from generation.selectors import sweep_progress
 from prompts.models import Prompt
 
 from .models import (
@@ -309,28 +310,8 @@ def study_progress(*, study: Study) -> dict:
 
 
 def study_sweep_progress(*, study: Study) -> list[dict]:
-    """Per-model render progress: GEN's selector when present, else counted from Generation rows."""
-    try:
-        from generation.selectors import sweep_progress
-    except ImportError:
-        sweep_progress = None
-    if sweep_progress is not None:
-        return list(sweep_progress(sweep=study.sweep))
-    rows = (
-        Generation.objects.filter(sweep=study.sweep)
-        .values("model_id", "model__name")
-        .annotate(
-            done=Count("id", filter=Q(status=GenerationStatus.DONE)),
-            failed=Count("id", filter=Q(status=GenerationStatus.FAILED)),
-            total=Count("id"),
-        )
-        .order_by("model__name")
-    )
-    return [
-        {"model_id": r["model_id"], "model_name": r["model__name"], "done": r["done"], "failed": r["failed"],
-         "total": r["total"], "images_per_second": None, "eta_seconds": None}
-        for r in rows
-    ]
+    """Per-model render progress of the study's sweep (generation's selector)."""
+    return list(sweep_progress(sweep=study.sweep))
 
 
 def panelist_quality(*, study: Study) -> list[dict]:

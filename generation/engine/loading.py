@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import traceback
 from collections.abc import Iterator
@@ -137,7 +136,7 @@ def estimate_bytes(loaded_model: Any, *, backend: str, offload: str) -> int:
     return sum(sizes)
 
 
-def quantized_components(*, source: str, revision: str, components: dict[str, Any]) -> list[str]:
+def quantized_components(*, components: dict[str, Any]) -> list[str]:
     """The denoiser(s) and the big text encoders (not CLIP): where 4/8-bit pays."""
     names = []
     for name, value in components.items():
@@ -255,7 +254,7 @@ def load_diffusers(spec: ModelSpec, *, device: str, offload: str) -> tuple[Any, 
         names = load_params.pop("components_to_quantize", None)
         index = _read_model_index(spec)
         if names is None:
-            names = quantized_components(source=spec.source, revision=spec.revision, components=index)
+            names = quantized_components(components=index)
         quant = pipeline_quantization(spec, list(names))
         notes.append(f"{quant.quant_backend}: {', '.join(names)}")
         if offload != "none":
@@ -393,11 +392,3 @@ def load(spec: ModelSpec, *, device: str, offload: str | None = None, max_gpu_by
         size_bytes=estimate_bytes(model, backend=spec.backend, offload=applied),
         fast_mode_used=fast, notes=notes,
     )
-
-
-def describe(loaded: Loaded) -> dict[str, Any]:
-    return json.loads(json.dumps({
-        "class": type(loaded.model).__name__, "offload": loaded.offload, "size_bytes": loaded.size_bytes,
-        "load_seconds": loaded.load_seconds, "warmup_seconds": loaded.warmup_seconds,
-        "fast_mode_used": loaded.fast_mode_used, "notes": loaded.notes,
-    }))

@@ -210,9 +210,9 @@ def test_transformers_backend_with_remote_code(tiny_specs):
 
 def test_quantization_targets_denoiser_and_big_text_encoders(tiny_dir):
     index = json.loads((tiny_dir / "tiny-sd3" / "model_index.json").read_text())
-    assert loading.quantized_components(source="", revision="", components=index) == ["text_encoder_3", "transformer"]
+    assert loading.quantized_components(components=index) == ["text_encoder_3", "transformer"]
     index = json.loads((tiny_dir / "tiny-zimage" / "model_index.json").read_text())
-    assert loading.quantized_components(source="", revision="", components=index) == ["text_encoder", "transformer"]
+    assert loading.quantized_components(components=index) == ["text_encoder", "transformer"]
 
 
 def test_environment_names_versions_and_device():

@@ -217,10 +217,6 @@ def test_service_refusals():
     foreign = other_study.criteria.first()
     with pytest.raises(services.InvalidScores, match="not part of this study"):
         services.assignment_submit(assignment_id=a.pk, panelist=p, scores={**full, (gen, foreign.pk): 5})
-    if a.shown_prompt.expected_text == "":
-        text = study.criteria.get(key="text_rendering")
-        with pytest.raises(services.InvalidScores, match="does not apply"):
-            services.assignment_submit(assignment_id=a.pk, panelist=p, scores={**full, (gen, text.pk): 5})
     q = services.panelist_create(study=study)
     with pytest.raises(services.NotAssigned):
         services.assignment_submit(assignment_id=a.pk, panelist=q, scores=full)
@@ -229,6 +225,25 @@ def test_service_refusals():
     with pytest.raises(services.AlreadyAnswered):
         services.assignment_submit(assignment_id=a.pk, panelist=p, scores=full)
     assert Rating.objects.count() == len(full)
+
+
+def test_a_criterion_that_does_not_apply_to_the_prompt_is_refused():
+    """Text rendering is scored only on prompts that ask for text: a sweep without any text prompt
+    hands out only such items, so the refusal is checked on every run (no conditional)."""
+    sweep, *_ = make_sweep(n_models=2, n_prompts=2, text_prompts=0)
+    study = services.study_create(sweep=sweep, name="no text", mode="single", gold_enabled=False)
+    services.study_open(study=study)
+    p = services.panelist_create(study=study)
+    a = services.assignment_next(panelist=p)
+    assert a.shown_prompt.expected_text == ""
+    criteria = criteria_for_prompt(study=study, prompt=a.shown_prompt)
+    text = study.criteria.get(key="text_rendering")
+    assert text not in criteria
+    full = {(a.left_id, c.pk): 5 for c in criteria}
+    with pytest.raises(services.InvalidScores, match="does not apply"):
+        services.assignment_submit(assignment_id=a.pk, panelist=p, scores={**full, (a.left_id, text.pk): 5})
+    assert not Rating.objects.exists()
+    assert len(services.assignment_submit(assignment_id=a.pk, panelist=p, scores=full)) == len(criteria)
 
 
 def test_skip_returns_slot_but_not_to_same_panelist():

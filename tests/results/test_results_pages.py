@@ -53,14 +53,30 @@ def test_simulate_panel_fills_every_item_and_flags_everything(filled):
     assert ratings.filter(side="left").count() == ratings.filter(side="right").count() > 0
 
 
-def test_simulated_truth_is_deterministic_per_model():
-    """Latent quality comes from a hash of model and criterion: stable across runs, different across models."""
+def test_simulated_scores_follow_the_latent_truth(study_factory):
+    """A careful simulated rater scores an image around the model's latent quality (a hash of model and
+    criterion, so the same on every run) minus the prompt's difficulty; a careless one does not."""
+    from generation.models import Generation
+    from ratings.models import Assignment, AssignmentKind
+    from ratings.results.services import SimulatedRater, _Truth
     from ratings.results.simulation import latent_quality_for
 
-    a = latent_quality_for("flux-dev:photorealism")
-    assert a == latent_quality_for("flux-dev:photorealism")
-    assert a != latent_quality_for("sd35-large:photorealism")
-    assert 3.5 <= a <= 8.0
+    study, models, _ = study_factory(mode="single", n_models=2, n_prompts=2, k=1)
+    gen = Generation.objects.select_related("model", "prompt").filter(sweep=study.sweep, model=models[0]).first()
+    criterion = study.criteria.get(key="photorealism")
+    truth = _Truth(seed=1)
+    expected = latent_quality_for(f"{models[0].slug}:photorealism") - truth.difficulty(gen.prompt_id)
+    assert truth.image_quality(gen, "photorealism") == latent_quality_for(f"{models[0].slug}:photorealism")
+    item = Assignment(kind=AssignmentKind.SINGLE, left=gen, is_gold=False)
+
+    def mean_score(rater: SimulatedRater) -> float:
+        draws = [truth.scores(assignment=item, rater=rater, criteria=[criterion])[(gen.pk, criterion.pk)]
+                 for _ in range(600)]
+        return float(np.mean(draws))
+
+    careful = mean_score(SimulatedRater(offset=0.0, stretch=1.0, careless=False))
+    assert careful == pytest.approx(min(max(expected, 1.0), 10.0), abs=0.3)
+    assert mean_score(SimulatedRater(offset=0.0, stretch=1.0, careless=True)) == pytest.approx(5.5, abs=0.4)
 
 
 def test_leaderboard_command_csv_has_one_row_per_model_with_every_column(filled):
