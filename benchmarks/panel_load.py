@@ -41,7 +41,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-ACTION = re.compile(r'hx-post="(/r/[^"]+/a/\d+/)"')
+ACTION = re.compile(r'hx-post="(/r/[^"]+/a/[\w-]+/)"')
 FIELD = re.compile(r'type="radio" name="((?:single|left|right)-[\w-]+)"')
 IMG = re.compile(r'<img src="([^"]+)"')
 

@@ -15,6 +15,11 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def new_ref() -> str:
+    """An answer's id in panelist URLs: random, so nothing sequential reaches a panelist."""
+    return secrets.token_urlsafe(12)
+
+
 def new_shuffle() -> int:
     """A random rank fixed at creation: items of equal need are served in a random, indexable order."""
     return secrets.randbelow(2**31 - 1)
@@ -205,6 +210,8 @@ class AssignmentStatus(models.TextChoices):
 class Assignment(models.Model):
     """One item shown to one panelist: a single image or a left/right pair."""
 
+    ref = models.CharField(max_length=24, unique=True, default=new_ref, editable=False,
+                           help_text="The id panelists see in URLs (never the sequential primary key).")
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="assignments")
     panelist = models.ForeignKey(Panelist, on_delete=models.CASCADE, related_name="assignments")
     item = models.ForeignKey(

@@ -218,19 +218,30 @@ def assignment_shown(*, assignment: Assignment) -> list[Shown]:
     ]
 
 
-def panelist_changeable(*, panelist: Panelist, now: datetime) -> list[int]:
-    """Ids of the answers this panelist may still change, newest first: their last CHANGE_LAST
+def panelist_changeable_refs(*, panelist: Panelist, now: datetime) -> list[tuple[int, str]]:
+    """(id, ref) of the answers this panelist may still change, newest first: their last CHANGE_LAST
     answered items (skips excluded: their slot went back to the pool), each within CHANGE_WITHIN."""
     return list(
         Assignment.objects.filter(panelist=panelist, status=AssignmentStatus.DONE, answered_at__gte=now - CHANGE_WITHIN)
-        .order_by("-answered_at", "-id").values_list("id", flat=True)[:CHANGE_LAST]
+        .order_by("-answered_at", "-id").values_list("id", "ref")[:CHANGE_LAST]
     )
+
+
+def panelist_changeable(*, panelist: Panelist, now: datetime) -> list[int]:
+    """Ids of the answers this panelist may still change (see panelist_changeable_refs)."""
+    return [pk for pk, _ in panelist_changeable_refs(panelist=panelist, now=now)]
 
 
 def assignment_answers(*, assignment: Assignment) -> dict[str, int]:
     """The saved scores of an assignment as the page names them ("<side>-<criterion key>")."""
     return {f"{side}-{key}": score for side, key, score in
             Rating.objects.filter(assignment=assignment).values_list("side", "criterion__key", "score")}
+
+
+def assignment_id_by_ref(*, panelist: Panelist, ref: str) -> int:
+    """The answer behind a panelist URL's opaque ref (Assignment.ref); 0, which matches nothing, if none."""
+    rows = list(Assignment.objects.filter(panelist=panelist, ref=ref).values_list("pk", flat=True)[:1])
+    return rows[0] if rows else 0
 
 
 def assignment_for_panelist(*, panelist: Panelist, assignment_id: int) -> Assignment | None:
@@ -241,8 +252,8 @@ def assignment_for_panelist(*, panelist: Panelist, assignment_id: int) -> Assign
     )
 
 
-def panelist_open_image(*, token: str, public_id: str) -> tuple[str, str] | None:
-    """(stored file name, image format) of an image, only while it is in this panelist's open item
+def panelist_open_image(*, token: str, public_id: str) -> tuple[str, str, int, int] | None:
+    """(stored file name, image format, canvas width, canvas height) of an image, only while it is in this panelist's open item
     (or in an answer they may still change).
 
     One query (in SQL: the ORM took longer to build it than the database to run it, and every
@@ -252,7 +263,7 @@ def panelist_open_image(*, token: str, public_id: str) -> tuple[str, str] | None
     from generation.models import Sweep
 
     sql = (
-        f"SELECT g.image, sw.image_format FROM {Panelist._meta.db_table} p "
+        f"SELECT g.image, sw.image_format, sw.canvas_width, sw.canvas_height FROM {Panelist._meta.db_table} p "
         f"JOIN {Assignment._meta.db_table} a ON a.panelist_id = p.id "
         f"JOIN {Generation._meta.db_table} g ON (g.id = a.left_id OR g.id = a.right_id) "
         f"JOIN {Study._meta.db_table} s ON s.id = a.study_id "
@@ -264,7 +275,7 @@ def panelist_open_image(*, token: str, public_id: str) -> tuple[str, str] | None
     with connection.cursor() as cursor:
         cursor.execute(sql, [token, public_id, AssignmentStatus.OPEN.value, AssignmentStatus.DONE.value, recent])
         row = cursor.fetchone()
-    return (row[0], row[1]) if row and row[0] else None
+    return (row[0], row[1], row[2], row[3]) if row and row[0] else None
 
 
 # --- staff dashboard ------------------------------------------------------------

@@ -7,9 +7,9 @@ urlpatterns = [
     # Panelists (no account: the token is the credential).
     path("r/<str:token>/", views.panelist_home, name="panelist_home"),
     path("r/<str:token>/start/", views.panelist_start, name="panelist_start"),
-    path("r/<str:token>/a/<int:assignment_id>/", views.assignment_answer, name="assignment_answer"),
-    path("r/<str:token>/a/<int:assignment_id>/change/", views.assignment_change, name="assignment_change"),
-    path("r/<str:token>/a/<int:assignment_id>/skip/", views.assignment_skip, name="assignment_skip"),
+    path("r/<str:token>/a/<str:ref>/", views.assignment_answer, name="assignment_answer"),
+    path("r/<str:token>/a/<str:ref>/change/", views.assignment_change, name="assignment_change"),
+    path("r/<str:token>/a/<str:ref>/skip/", views.assignment_skip, name="assignment_skip"),
     path("r/<str:token>/i/<str:public_id>/", views.panelist_image, name="panelist_image"),
     # Staff.
     path("studies/", views.study_list, name="study_list"),

@@ -15,6 +15,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
 from evalsite.access import PERM_EXPORT_RATINGS, PERM_MANAGE_STUDY, PERM_VIEW_RESULTS, staff_permission_required
+from generation.engine.normalize import pad_for_serving
 from generation.models import Generation
 
 from . import selectors, services
@@ -70,10 +71,10 @@ def _panelist_or_404(token: str) -> Panelist:
 def _item_context(*, panelist: Panelist, assignment: Assignment | None, chosen: dict | None = None,
                   error: str = "", changing: dict | None = None) -> dict:
     """What the rating page shows: images by side, the prompt, one 1-10 scale per criterion."""
-    changeable = selectors.panelist_changeable(panelist=panelist, now=timezone.now())
+    changeable = selectors.panelist_changeable_refs(panelist=panelist, now=timezone.now())
     ctx = {"panelist": panelist, "study": panelist.study, "token": panelist.token, "assignment": assignment,
            "error": error, "skip_reasons": SKIP_REASONS, "changing": changing,
-           "previous_id": changeable[0] if changeable else None, "change_last": selectors.CHANGE_LAST,
+           "previous_ref": changeable[0][1] if changeable else None, "change_last": selectors.CHANGE_LAST,
            "progress": selectors.panelist_progress(panelist=panelist, current=None if changing else assignment),
            "canvas": (panelist.study.sweep.canvas_width, panelist.study.sweep.canvas_height)}
     if assignment is None:
@@ -197,9 +198,10 @@ def _elapsed(request: HttpRequest) -> int | None:
 
 @require_POST
 @panelist_view
-def assignment_answer(request: HttpRequest, token: str, assignment_id: int) -> HttpResponse:
+def assignment_answer(request: HttpRequest, token: str, ref: str) -> HttpResponse:
     """Save the scores of one item and answer with the next one (an htmx swap, no page reload)."""
     panelist = _panelist_or_404(token)
+    assignment_id = selectors.assignment_id_by_ref(panelist=panelist, ref=ref)
     try:
         services.assignment_submit_sides(assignment_id=assignment_id, panelist=panelist,
                                          answers=_answers_from_post(request), client_elapsed_ms=_elapsed(request))
@@ -227,18 +229,20 @@ def _next_after(request: HttpRequest, panelist: Panelist, *, saved: str, status:
 
 def _changing(panelist: Panelist, assignment_id: int) -> dict | None:
     """Where this answer sits among those the panelist may change (None: it can't be changed)."""
-    ids = selectors.panelist_changeable(panelist=panelist, now=timezone.now())
+    rows = selectors.panelist_changeable_refs(panelist=panelist, now=timezone.now())
+    ids = [pk for pk, _ in rows]
     if assignment_id not in ids:
         return None
-    i = ids.index(assignment_id)
-    return {"index": i + 1, "count": len(ids), "older": ids[i + 1] if i + 1 < len(ids) else None,
-            "newer": ids[i - 1] if i else None}
+    i = ids.index(assignment_id)  # links carry refs, never the sequential ids
+    return {"index": i + 1, "count": len(ids), "older": rows[i + 1][1] if i + 1 < len(ids) else None,
+            "newer": rows[i - 1][1] if i else None}
 
 
 @panelist_view
-def assignment_change(request: HttpRequest, token: str, assignment_id: int) -> HttpResponse:
+def assignment_change(request: HttpRequest, token: str, ref: str) -> HttpResponse:
     """ "Previous": GET shows one of the last answers with its scores; POST replaces them."""
     panelist = _panelist_or_404(token)
+    assignment_id = selectors.assignment_id_by_ref(panelist=panelist, ref=ref)
     try:
         services.panelist_check(panelist=panelist)
     except RatingRefused as error:
@@ -267,8 +271,9 @@ def assignment_change(request: HttpRequest, token: str, assignment_id: int) -> H
 
 @require_POST
 @panelist_view
-def assignment_skip(request: HttpRequest, token: str, assignment_id: int) -> HttpResponse:
+def assignment_skip(request: HttpRequest, token: str, ref: str) -> HttpResponse:
     panelist = _panelist_or_404(token)
+    assignment_id = selectors.assignment_id_by_ref(panelist=panelist, ref=ref)
     reason = request.POST.get("reason", "")
     if reason == "other":
         reason = request.POST.get("other", "")
@@ -290,15 +295,16 @@ def assignment_skip(request: HttpRequest, token: str, assignment_id: int) -> Htt
 def panelist_image(request: HttpRequest, token: str, public_id: str) -> HttpResponse:
     """An image by its opaque id, only for the panelist whose open item shows it.
 
-    The body is the stored, normalised file; the headers carry only type, length and
-    no-cache (no file name, no dates, no ETag), so nothing here tells models apart.
+    The body is the stored, normalised file padded to one size per canvas and format, with one
+    chunk layout (generation.engine.normalize.pad_for_serving: byte size told models apart); the
+    headers carry only type, length and no-cache (no file name, no dates, no ETag).
     """
     found = selectors.panelist_open_image(token=token, public_id=public_id)
     if found is None:
         return HttpResponse("Not found.", status=404, content_type="text/plain")
-    name, image_format = found
+    name, image_format, width, height = found
     with IMAGE_STORAGE.open(name, "rb") as fh:
-        body = fh.read()
+        body = pad_for_serving(fh.read(), fmt=image_format, width=width, height=height)
     return HttpResponse(body, content_type=CONTENT_TYPES.get(image_format, "application/octet-stream"))
 
 

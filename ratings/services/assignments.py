@@ -151,12 +151,27 @@ def _fill_sums(*, study: Study) -> dict[tuple[str, str], list[int]]:
     return sums
 
 
+def _group_order(sums: dict[tuple[str, str], list[int]]) -> list[tuple[str, str]]:
+    """Groups (kind x model or model pair) in random order, each drawn with weight = its free slots.
+
+    That is a uniformly random free slot of the whole study: balance holds over the study (a group
+    with more left is drawn more often, one that is full never), while a panelist's own sequence is
+    as random as a shuffled deck, never a rotation over models (issue 12: the fifth item's model
+    was known). Efraimidis-Spirakis keys, u ** (1 / w), give the weighted order in one sort.
+    """
+    def key(group):
+        free = sums[group][1] - sums[group][0]
+        return _rng.random() ** (1.0 / free) if free > 0 else -1.0
+
+    return sorted(sums, key=key, reverse=True)
+
+
 def _pick_balanced(*, study: Study, seen: set[int], last_prompt: int | None) -> StudyItem | None:
-    """Lock one item: fewest assignments first; among those, the kind and model (pair) furthest behind.
+    """Lock one item: fewest assignments first; among those, a random free slot of the study (weighted by group).
 
     1. the lowest assignment count among items this panelist may get (index walk, no lock);
-    2. groups ordered by how far behind they are, ties in random order; the first group with
-       a free item at that count gives it (SKIP LOCKED: busy rows go to other requests);
+    2. groups in a random order weighted by their free slots (``_group_order``); the first group
+       with a free item at that count gives it (SKIP LOCKED: busy rows go to other requests);
     3. if racing requests took those, the first free item in (count, shuffle) order.
     """
     where = {"study": study, "seen": seen, "last_prompt": last_prompt}
@@ -164,7 +179,7 @@ def _pick_balanced(*, study: Study, seen: set[int], last_prompt: int | None) -> 
     if level is None:
         return None
     sums = _fill_sums(study=study)
-    groups = sorted(sums, key=lambda g: (sums[g][0] / sums[g][1] if sums[g][1] else 1.0, _rng.random()))
+    groups = _group_order(sums)
     item = None
     for kind, model_pair in groups[:GROUPS_TRIED]:
         item = item_sql.lock_free_item(**where, kind=kind, model_pair=model_pair, level=level)

@@ -330,7 +330,7 @@ def _pair_problems(pair: str, members: list[RatingRow]) -> list[Problem]:
 def _rows_insert(model, rows: list[dict], *, with_ids: bool = False) -> list[int]:
     """Insert plain rows (field name -> value; other fields take their defaults); returns ids when asked.
 
-    For models without per-row callable defaults (Assignment, Rating): a default is computed once.
+    A default is computed once, except a unique one (Assignment.ref), computed per row.
 
     On PostgreSQL: ids drawn from the table's sequence and one COPY (a 100,000-rating file is mostly
     this insert, and building model instances for bulk_create costs several times the database's
@@ -340,6 +340,9 @@ def _rows_insert(model, rows: list[dict], *, with_ids: bool = False) -> list[int
         return []
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     defaults = {f.attname: (None if f.null and not f.has_default() else f.get_default()) for f in fields}
+    per_row = {f.attname: f for f in fields if f.unique and callable(f.default)}  # e.g. Assignment.ref
+    for name in per_row:
+        defaults.pop(name)
     for f in fields:
         if getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False):
             defaults[f.attname] = timezone.now()
@@ -359,7 +362,9 @@ def _rows_insert(model, rows: list[dict], *, with_ids: bool = False) -> list[int
         copy_sql = f"COPY {connection.ops.quote_name(table)} ({columns}) FROM STDIN"
         with connection.wrap_database_errors, cursor.cursor.copy(copy_sql) as copy:  # errors as Django's
             for i, r in enumerate(rows):
-                values = [r.get(f.attname, defaults[f.attname]) for f in fields]
+                values = [r[f.attname] if f.attname in r else
+                          per_row[f.attname].get_default() if f.attname in per_row else defaults[f.attname]
+                          for f in fields]
                 copy.write_row([ids[i], *values] if with_ids else values)
     return ids
 

@@ -131,17 +131,20 @@ def test_pairs_balanced_across_model_pairs_and_sides_randomised():
     sweep, models, *_ = make_sweep(n_models=4, n_prompts=6)
     study = services.study_create(sweep=sweep, name="p", mode="pair", ratings_per_item=1, gold_enabled=False)
     services.study_open(study=study)
-    first_round = []
+    # Balance is kept over the study, not over each sequence (issue 12: a rotation told the model):
+    # groups are drawn at random, weighted by their free slots, so a full study has every pair's items.
+    drawn = []
     left_first = 0
-    for _ in range(12):
+    for _ in range(36):  # 6 prompts x 6 model pairs, k = 1
         p = services.panelist_create(study=study)
         a = services.assignment_next(panelist=p)
-        first_round.append(a.item.model_pair)
+        drawn.append(a.item.model_pair)
         left_first += a.left_id == a.item.first_id
         answer(a, p)
-    counts = Counter(first_round)
-    assert len(counts) == 6 and set(counts.values()) == {2}, counts  # 6 model pairs, each twice
-    assert 0 < left_first < 12
+    counts = Counter(drawn)
+    assert len(counts) == 6 and set(counts.values()) == {6}, counts  # 6 model pairs, each fully rated
+    assert services.assignment_next(panelist=services.panelist_create(study=study)) is None
+    assert 6 < left_first < 30
 
 
 def test_timeout_returns_item_to_pool():

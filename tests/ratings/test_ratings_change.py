@@ -88,11 +88,11 @@ def test_only_the_last_answers_of_this_sitting_can_change(answered):
 def test_change_page_shows_saved_scores_and_posts_the_change(answered, client):
     _study, panelist, done = answered
     newest = done[-1]
-    page = client.get(f"/r/{panelist.token}/a/{newest.pk}/change/").content.decode()
+    page = client.get(f"/r/{panelist.token}/a/{newest.ref}/change/").content.decode()
     assert "Changing your answer 1 of 3" in page and 'value="4" required checked' in page
-    assert client.get(f"/r/{panelist.token}/a/{done[0].pk}/change/").status_code == 409
+    assert client.get(f"/r/{panelist.token}/a/{done[0].ref}/change/").status_code == 409
     fields = {f"{side}-{key}": "7" for side, key in _answers(newest, 7)}
-    response = client.post(f"/r/{panelist.token}/a/{newest.pk}/change/", fields)
+    response = client.post(f"/r/{panelist.token}/a/{newest.ref}/change/", fields)
     assert response.status_code == 302
     assert set(Rating.objects.filter(assignment=newest).values_list("score", flat=True)) == {7}
 

@@ -181,7 +181,7 @@ def test_previous_changes_the_last_answer_by_keyboard(page, live_server):
     counters = list(StudyItem.objects.filter(study=study).values_list("n_assigned", "n_done"))
     page.get_by_role("link", name="← Previous answer").click()
     page.wait_for_selector("text=Changing your answer 1 of 2")
-    assert page.locator("#rating-item").get_attribute("data-assignment") == str(last.pk)
+    assert page.locator("#rating-item").get_attribute("data-assignment") == last.ref
     assert page.locator("fieldset.scale input:checked").count() == page.locator("fieldset.scale").count()
     _assert_all_visible(page, viewport)
     assert page.locator("details.skip").count() == 0

@@ -35,7 +35,7 @@ def _form_fields(html: str) -> list[str]:
 
 
 def _answer_all(client, panelist, html: str, value: str = "7", htmx: bool = True):
-    action = re.search(r'hx-post="(/r/[^"]+/a/\d+/)"', html).group(1)
+    action = re.search(r'hx-post="(/r/[^"]+/a/[\w-]+/)"', html).group(1)
     data = {name: value for name in _form_fields(html)}
     headers = {"HX-Request": "true"} if htmx else {}
     return client.post(action, data, headers=headers)
@@ -83,7 +83,7 @@ def test_plain_post_redirects_back(client, open_study):
 def test_missing_score_keeps_choices_and_says_what_is_missing(client, open_study):
     panelist = _consented(open_study)
     html = client.get(f"/r/{panelist.token}/").content.decode()
-    action = re.search(r'hx-post="(/r/[^"]+/a/\d+/)"', html).group(1)
+    action = re.search(r'hx-post="(/r/[^"]+/a/[\w-]+/)"', html).group(1)
     fields = _form_fields(html)
     response = client.post(action, {fields[0]: "4"}, headers={"HX-Request": "true"})
     assert response.status_code == 400
@@ -105,7 +105,7 @@ def test_out_of_range_scores_refused(client, open_study, value):
 def test_criterion_not_in_study_refused(client, open_study):
     panelist = _consented(open_study)
     html = client.get(f"/r/{panelist.token}/").content.decode()
-    action = re.search(r'hx-post="(/r/[^"]+/a/\d+/)"', html).group(1)
+    action = re.search(r'hx-post="(/r/[^"]+/a/[\w-]+/)"', html).group(1)
     data = {name: "5" for name in _form_fields(html)}
     side = _form_fields(html)[0].split("-")[0]
     data[f"{side}-aesthetics"] = "5"
@@ -132,7 +132,7 @@ def test_other_panelists_item_and_image_are_refused(client, open_study):
     mine = Assignment.objects.get(panelist=alice, status=AssignmentStatus.OPEN)
     criteria = criteria_for_prompt(study=open_study, prompt=mine.shown_prompt)
     side = "single" if mine.kind == "single" else "left"
-    response = client.post(f"/r/{bob.token}/a/{mine.pk}/", {f"{side}-{criteria[0].key}": "5"},
+    response = client.post(f"/r/{bob.token}/a/{mine.ref}/", {f"{side}-{criteria[0].key}": "5"},
                            headers={"HX-Request": "true"})
     assert response.status_code == 404
     assert b"not assigned to you" in response.content
@@ -160,7 +160,7 @@ def test_skip_needs_reason_and_gives_next(client, open_study):
     panelist = _consented(open_study)
     client.get(f"/r/{panelist.token}/")
     current = Assignment.objects.get(panelist=panelist, status=AssignmentStatus.OPEN)
-    url = f"/r/{panelist.token}/a/{current.pk}/skip/"
+    url = f"/r/{panelist.token}/a/{current.ref}/skip/"
     assert client.post(url, {"reason": ""}, headers={"HX-Request": "true"}).status_code == 400
     response = client.post(url, {"reason": "The image did not load"}, headers={"HX-Request": "true"})
     assert response.status_code == 200 and b"Skipped." in response.content
@@ -174,7 +174,7 @@ def test_csrf_enforced_on_answers(open_study):
     strict = Client(enforce_csrf_checks=True)
     panelist = _consented(open_study)
     html = strict.get(f"/r/{panelist.token}/").content.decode()
-    action = re.search(r'hx-post="(/r/[^"]+/a/\d+/)"', html).group(1)
+    action = re.search(r'hx-post="(/r/[^"]+/a/[\w-]+/)"', html).group(1)
     response = strict.post(action, {name: "5" for name in _form_fields(html)})
     assert response.status_code == 403
     assert not Rating.objects.exists()
@@ -251,7 +251,7 @@ def test_admin_made_study_gets_default_criteria_and_items(client, admin_user):
     response = client.post("/admin/ratings/study/add/", {
         "name": "from admin", "sweep": sweep.pk, "mode": "single", "ratings_per_item": 3, "gold_enabled": "on",
         "gold_share": "0.1", "instructions": "", "status": "draft", "assignment_strategy": "balanced",
-        "assignment_timeout_minutes": 15, "items_per_panelist": 0, "share_token": "",
+        "assignment_timeout_minutes": 15, "items_per_panelist": 0, "share_token": "", "share_max_panelists": 200,
         "criteria-TOTAL_FORMS": 0, "criteria-INITIAL_FORMS": 0, "criteria-MIN_NUM_FORMS": 0,
         "criteria-MAX_NUM_FORMS": 1000,
     })

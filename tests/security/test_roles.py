@@ -113,7 +113,7 @@ def world(study_factory):
 
 
 def _kwargs(name, pattern, world):
-    values = {"token": world["panelist"].token, "assignment_id": world["assignment"].pk,
+    values = {"token": world["panelist"].token, "ref": world["assignment"].ref,
               "public_id": world["generation"].public_id, "pk": world["draft"].pk,
               "study_id": world["study"].pk, "sweep_id": world["study"].sweep_id,
               "panelist_id": world["panelist"].pk, "action": ACTIONS.get(name, "x")}

@@ -22,7 +22,7 @@ def item_page(client):
     panelist = services.panelist_create(study=study)
     services.panelist_consent(panelist=panelist)
     html = client.get(f"/r/{panelist.token}/").content.decode()
-    action = re.search(r'hx-post="(/r/[^"]+/a/[^"]+/)"', html).group(1)
+    action = re.search(r'hx-post="(/r/[^"]+/a/[\w-]+/)"', html).group(1)
     fields = sorted(set(re.findall(r'type="radio" name="((?:single|left|right)-[\w-]+)"', html)))
     return panelist, action, fields
 
