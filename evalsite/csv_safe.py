@@ -25,6 +25,13 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
+def csv_cell_read(value: str) -> str:
+    """The inverse of ``csv_cell`` for a file read back (import_ratings reads the app's own ratings.csv)."""
+    if value.startswith("'") and value[1:].startswith(FORMULA_START) and not _NUMBER.fullmatch(value[1:]):
+        return value[1:]
+    return value
+
+
 def csv_row(row: Iterable[Any]) -> list[Any]:
     return [csv_cell(v) for v in row]
 

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from evalsite.csv_safe import csv_cell_read
 from generation.models import Generation, GenerationStatus, ImageModel, Origin, Sweep, SweepStatus
 from generation.services.imports import image_model_create_imported, image_model_for_import
 from prompts.importers.base import Problem
@@ -159,7 +160,7 @@ def _row(fields: list[str], *, line: int, columns: dict[str, int], problems: lis
     """One checked row, or None (its problems appended); gold rows come back as None without a problem."""
     def get(name: str) -> str:
         i = columns.get(name)
-        return fields[i].strip() if i is not None else ""
+        return csv_cell_read(fields[i].strip()) if i is not None else ""  # '=… as the app's exports write it
 
     values = {name: get(name) for name in REQUIRED_COLUMNS}
     empty = [name for name, value in values.items() if not value]

@@ -209,6 +209,18 @@ def test_a_spreadsheet_with_new_models_prompts_and_criteria(tmp_path):
     assert study_items_sync(study=study) == 0  # no image: nothing for a panelist
 
 
+def test_cells_the_exports_neutralised_read_back_as_written(tmp_path):
+    """ratings.csv writes '=… (CSV formula neutralisation); the import reads it back as the text it was."""
+    path = tmp_path / "f.csv"
+    path.write_text("rater,model,prompt,criterion,score\n'-x,'@model,'=SUM(A1) on a sign,prompt_accuracy,5\n"
+                    "bob,'@model,'it''s fine',prompt_accuracy,6\n", encoding="utf-8")
+    study = Study.objects.get(pk=_import_command(path, "neutral"))
+    assert list(Panelist.objects.filter(study=study).values_list("pseudonym", flat=True)) == ["-x", "bob"]
+    assert [m.name for m in study.sweep.image_models.all()] == ["@model"]
+    texts = list(Prompt.objects.filter(suite=study.sweep.suite).order_by("position").values_list("text", flat=True))
+    assert texts == ["=SUM(A1) on a sign", "'it''s fine'"]
+
+
 def _counts() -> tuple[int, ...]:
     return tuple(m.objects.count() for m in (Study, ImageModel, PromptSuite, Prompt, Generation, Panelist,
                                              Assignment, Rating, Criterion))
