@@ -5,7 +5,6 @@ account). Images are served to staff by their opaque id through these views, nev
 """
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -18,6 +17,7 @@ from generation.engine.normalize import CONTENT_TYPES
 from generation.forms import ImageImportForm, SweepForm
 from generation.models import Generation, ImageModel, Sweep, SweepStatus
 from generation.services import (
+    SweepInvalid,
     sweep_cancel,
     sweep_canvas_default,
     sweep_create,
@@ -71,7 +71,7 @@ def sweep_new(request):
                     image_format=data["image_format"], created_by=request.user, name=data["name"],
                     categories=data["categories"], sample=data["sample"], sample_seed=data["sample_seed"],
                 )
-            except ValidationError as exc:
+            except SweepInvalid as exc:
                 for message in exc.messages:
                     form.add_error(None, message)
             else:

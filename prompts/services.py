@@ -9,6 +9,8 @@ from pathlib import PurePath
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from evalsite.errors import ServiceError
+
 from .importers import FORMATS, Problem, Row, format_detect, parse
 from .models import Prompt, PromptSuite, text_digest
 from .text_features import expected_text_guess, language_guess
@@ -28,13 +30,13 @@ _MAGIC = [
 MAX_LISTED_PROBLEMS = 200
 
 
-class PromptFileInvalid(Exception):
+class PromptFileInvalid(ServiceError):
     """The file (or the request) can't be imported; nothing was written."""
 
     def __init__(self, problems: list[Problem], *, warnings: Iterable[Problem] = ()):
         self.problems = problems
         self.warnings = list(warnings)
-        super().__init__(f"{len(problems)} problem(s)")
+        super().__init__(f"{len(problems)} problem(s)", messages=[f"line {p.line}: {p.message}" for p in problems])
 
     def lines(self, path: str) -> list[str]:
         """``PATH:LINE: message`` per problem (at most MAX_LISTED_PROBLEMS, then a count)."""

@@ -18,6 +18,7 @@ from .rendering import (
     worker_name,
 )
 from .sweeps import (
+    SweepInvalid,
     WorkerMonitor,
     render_chunks,
     sweep_cancel,
@@ -33,7 +34,7 @@ from .sweeps import (
 )
 
 __all__ = [
-    "REFERENCE_MODELS", "ChunkResult", "WorkerMonitor", "demo_models_build", "engine_get",
+    "REFERENCE_MODELS", "ChunkResult", "SweepInvalid", "WorkerMonitor", "demo_models_build", "engine_get",
     "generation_chunk_render", "generation_fail", "generation_save_outcome", "generations_claim",
     "image_model_register_demo", "image_model_seed_references", "image_model_spec", "render_chunks",
     "sweep_cancel", "sweep_canvas_default", "sweep_create", "sweep_prompts_select", "sweep_enqueue", "sweep_reconcile", "sweep_retry_failed", "sweep_status_refresh", "sweeps_reconcile", "tiny_models_build",

@@ -29,6 +29,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
+from evalsite.errors import ServiceError
 from generation.models import Backend, Generation, GenerationStatus, ImageModel, Origin, Sweep
 from prompts.models import Prompt
 
@@ -39,14 +40,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".ti
 MANIFEST_COLUMNS = ("prompt", "file", "seed", "seconds", "cost")
 
 
-class ImageImportError(Exception):
+class ImageImportError(ServiceError):
     """The bundle was refused; ``problems`` holds one line per problem (``WHERE:LINE: message``)."""
-
-    status_code = 400
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        super().__init__("\n".join(problems))
+        super().__init__("\n".join(problems), messages=problems)
 
 
 @dataclass

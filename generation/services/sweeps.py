@@ -17,17 +17,21 @@ from datetime import datetime, timedelta
 from itertools import groupby
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import close_old_connections, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from evalsite.errors import ServiceError
 from generation.models import Backend, Generation, GenerationStatus, ImageFormat, ImageModel, Sweep, SweepStatus
 from prompts.models import Prompt, PromptSuite
 
 logger = logging.getLogger(__name__)
 
 UNFINISHED = (GenerationStatus.PENDING, GenerationStatus.RUNNING)
+
+
+class SweepInvalid(ServiceError):
+    """A sweep can't be created as asked; ``messages`` lists every problem."""
 
 
 def _check_sweep_input(
@@ -54,7 +58,7 @@ def _check_sweep_input(
     if image_format not in ImageFormat.values:
         errors.append(f"Image format must be one of {', '.join(ImageFormat.values)}, not {image_format!r}.")
     if errors:
-        raise ValidationError(errors)
+        raise SweepInvalid("; ".join(errors), messages=errors)
 
 
 DEFAULT_CANVAS = 1024
@@ -114,15 +118,15 @@ def sweep_create(
     )
     categories = sorted(set(categories))
     if sample is not None and sample < 1:
-        raise ValidationError("A random subset needs at least one prompt.")
+        raise SweepInvalid("A random subset needs at least one prompt.")
     if sample is not None and sample_seed is None:
         sample_seed = random.SystemRandom().randrange(2**31)
     prompts = sweep_prompts_select(suite=suite, categories=categories, sample=sample, sample_seed=sample_seed)
     if not prompts:
-        raise ValidationError(f"No prompt of suite {suite.name!r} is in the categories {', '.join(categories)}.")
+        raise SweepInvalid(f"No prompt of suite {suite.name!r} is in the categories {', '.join(categories)}.")
     imported = [m.slug for m in models if m.backend == Backend.IMPORTED]
     if imported:
-        raise ValidationError(f"Imported models are not rendered by workers: {', '.join(imported)}.")
+        raise SweepInvalid(f"Imported models are not rendered by workers: {', '.join(imported)}.")
     with transaction.atomic():
         sweep = Sweep.objects.create(
             name=name or f"{suite.name} × {len(models)} models × {len(seed_list)} seeds",

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
+from evalsite.errors import ServiceError
 
-class RatingRefused(Exception):
+
+class RatingRefused(ServiceError):
     """Base: the request is refused and nothing was written."""
-
-    status_code = 400
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
 
 
 class StudyNotOpen(RatingRefused):

@@ -29,6 +29,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from evalsite.csv_safe import csv_cell_read
+from evalsite.errors import ServiceError
 from generation.models import Generation, GenerationStatus, ImageModel, Origin, Sweep, SweepStatus
 from generation.services.imports import image_model_create_imported, image_model_for_import
 from prompts.importers.base import Problem
@@ -63,12 +64,12 @@ _LIMITS = {"model": 200, "category": 100, "pair": 200}
 BATCH = 5000
 
 
-class RatingFileInvalid(Exception):
+class RatingFileInvalid(ServiceError):
     """The file can't be imported; nothing was written."""
 
     def __init__(self, problems: list[Problem]):
         self.problems = problems
-        super().__init__(f"{len(problems)} problem(s)")
+        super().__init__(f"{len(problems)} problem(s)", messages=[f"line {p.line}: {p.message}" for p in problems])
 
     def lines(self, path: str) -> list[str]:
         """``PATH:LINE: message`` per problem (at most MAX_LISTED_PROBLEMS, then a count)."""

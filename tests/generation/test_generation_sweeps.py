@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 from django.urls import reverse
@@ -13,7 +12,7 @@ from django.utils import timezone
 
 from generation.models import Generation, GenerationStatus, ImageModel, Sweep, SweepStatus
 from generation.selectors import sweep_progress, sweep_totals
-from generation.services import render_chunks, sweep_create
+from generation.services import SweepInvalid, render_chunks, sweep_create
 from tests.factories import ImageModelFactory, PromptFactory, PromptSuiteFactory, staff_user
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +60,7 @@ def test_sweep_create_makes_every_row_up_front_and_enqueues_after_commit(
 )
 def test_sweep_create_rejects_bad_input_and_creates_nothing(suite, kwargs, message):
     args = {"suite": suite, "image_models": [ImageModelFactory()], "seeds": 1, **kwargs}
-    with pytest.raises(ValidationError) as excinfo:
+    with pytest.raises(SweepInvalid) as excinfo:
         sweep_create(**args)
     assert message in " ".join(excinfo.value.messages)
     assert not Sweep.objects.exists() and not Generation.objects.exists()
@@ -69,10 +68,10 @@ def test_sweep_create_rejects_bad_input_and_creates_nothing(suite, kwargs, messa
 
 def test_sweep_create_refuses_disabled_models_and_empty_suites():
     empty = PromptSuiteFactory()
-    with pytest.raises(ValidationError, match="no prompts"):
+    with pytest.raises(SweepInvalid, match="no prompts"):
         sweep_create(suite=empty, image_models=[ImageModelFactory()], seeds=1)
     suite = PromptFactory().suite
-    with pytest.raises(ValidationError, match="Disabled models can't render: off"):
+    with pytest.raises(SweepInvalid, match="Disabled models can't render: off"):
         sweep_create(suite=suite, image_models=[ImageModelFactory(slug="off", enabled=False)], seeds=1)
 
 

@@ -1,11 +1,10 @@
 import time
 
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from generation.models import ImageFormat, ImageModel, Sweep
 from generation.selectors import sweep_progress
-from generation.services import sweep_create, sweep_reconcile, sweep_status_refresh
+from generation.services import SweepInvalid, sweep_create, sweep_reconcile, sweep_status_refresh
 from prompts.models import PromptSuite
 
 
@@ -40,7 +39,7 @@ class Command(BaseCommand):
                 suite=suite_obj, image_models=[found[s] for s in slugs], seeds=seeds,
                 canvas_width=width, canvas_height=height, image_format=format,
             )
-        except ValidationError as exc:
+        except SweepInvalid as exc:
             raise CommandError("; ".join(exc.messages)) from exc
         self.stdout.write(str(sweep.pk))
         self.stdout.flush()
