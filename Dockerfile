@@ -20,4 +20,4 @@ RUN DJANGO_SECRET_KEY=build-only EVALSITE_DATA_DIR=/tmp/build python manage.py c
 
 USER evalsite
 EXPOSE 8000
-CMD ["gunicorn", "evalsite.wsgi", "-b", "0.0.0.0:8000", "-w", "4", "--threads", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "evalsite.wsgi", "-b", "0.0.0.0:8000", "-w", "4", "--threads", "4", "--access-logfile", "-", "--logger-class", "evalsite.logmask.GunicornLogger"]

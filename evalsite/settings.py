@@ -8,6 +8,7 @@ filesystem Celery broker under ``EVALSITE_DATA_DIR``). Production sets
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -18,8 +19,11 @@ env = environ.Env()
 if (BASE_DIR / ".env").is_file():
     env.read_env(str(BASE_DIR / ".env"))
 
+# Files this app creates (SQLite database, logs, uploads, images, the secret key) are the owner's
+# only: 0600 files, 0700 folders (issue 12: db.sqlite3 and the logs were world-readable).
+os.umask(int(env.str("EVALSITE_UMASK", default="077"), 8))
 DATA_DIR = Path(env.str("EVALSITE_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+DATA_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
 def _secret_key() -> str:
@@ -149,6 +153,8 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = True
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 DATA_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
 
@@ -211,7 +217,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"mask_tokens": {"()": "evalsite.logmask.TokenMaskFilter"}},  # panelist tokens never logged
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_tokens"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -184,7 +184,8 @@ class Command(BaseCommand):
 
     def _start_server(self, addr: str) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "gunicorn", "evalsite.wsgi", "-b", addr, "-w", "2", "--threads", "4",
-               "--access-logfile", str(self.log_dir / "access.log"), "--graceful-timeout", "5"]
+               "--access-logfile", str(self.log_dir / "access.log"), "--graceful-timeout", "5",
+               "--logger-class", "evalsite.logmask.GunicornLogger"]
         return _spawn(cmd, self.log_dir / "web.log")
 
     def _supervise(self, worker: subprocess.Popen, server: subprocess.Popen) -> None:
