@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "prompts",
     "generation",
     "ratings",
+    "ratings.results",
 ]
 
 MIDDLEWARE = [
@@ -212,6 +213,12 @@ GPU_VRAM_BUDGET_GB = env.float("EVALSITE_VRAM_BUDGET_GB", default=0.0)  # 0 = wh
 IMAGE_IMPORT_MAX_BYTES = env.int("EVALSITE_IMAGE_IMPORT_MAX_BYTES", default=1024 * 1024 * 1024)
 IMAGE_IMPORT_MAX_UNPACKED_BYTES = env.int("EVALSITE_IMAGE_IMPORT_MAX_UNPACKED_BYTES", default=4 * 1024**3)
 IMAGE_IMPORT_MAX_PIXELS = env.int("EVALSITE_IMAGE_IMPORT_MAX_PIXELS", default=64_000_000)
+# Leaderboard snapshots (ratings/results/snapshots.py): a task recomputes the board this many seconds
+# after the first new rating, or at once after this many new ratings; pages serve the latest snapshot.
+RESULTS_SNAPSHOT_DEBOUNCE_SECONDS = env.int("EVALSITE_RESULTS_DEBOUNCE_SECONDS", default=10)
+RESULTS_SNAPSHOT_EVERY_RATINGS = env.int("EVALSITE_RESULTS_EVERY_RATINGS", default=500)
+# Pages recompute a stale board themselves instead of asking a worker (tests; a site run without any worker).
+RESULTS_COMPUTE_ON_READ = env.bool("EVALSITE_RESULTS_COMPUTE_ON_READ", default=False)
 
 LOGGING = {
     "version": 1,

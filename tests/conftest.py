@@ -41,6 +41,13 @@ def _media_root(settings, tmp_path):
     settings.MODEL_DIR = tmp_path / "models"
 
 
+@pytest.fixture(autouse=True)
+def _results_compute_on_read(settings):
+    """Leaderboard pages compute a stale snapshot in-process (no results worker runs in most tests);
+    tests of the snapshot task path turn this off (tests/results/test_snapshots.py)."""
+    settings.RESULTS_COMPUTE_ON_READ = True
+
+
 # --- Browser tests: Debian's Chromium through pytest-playwright (never a downloaded browser) ---
 
 CHROMIUM = "/usr/bin/chromium"

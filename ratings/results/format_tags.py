@@ -31,3 +31,18 @@ def pct(value):
 @register.filter
 def get(mapping, key):
     return (mapping or {}).get(key)
+
+
+@register.filter
+def age(seconds):
+    """A snapshot's age for people: '20 s', '3 min', '2 h', '4 days'."""
+    if _missing(seconds):
+        return MISSING
+    s = max(0, int(float(seconds)))
+    if s < 90:
+        return f"{s} s"
+    if s < 90 * 60:
+        return f"{round(s / 60)} min"
+    if s < 36 * 3600:
+        return f"{round(s / 3600)} h"
+    return f"{round(s / 86400)} days"

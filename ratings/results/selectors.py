@@ -24,7 +24,7 @@ from scipy.stats import spearmanr
 from generation.models import Generation, GenerationStatus, ImageModel, Origin
 from prompts.models import Prompt
 
-from ..models import Criterion, Panelist, Rating, Side, Study, StudyStatus
+from ..models import Criterion, Panelist, Rating, RatingChange, Side, Study, StudyStatus
 from ..selectors import GOLD_FAIL_SCORE, GOLD_FLAG_BELOW, PROMPT_ACCURACY_KEY
 from . import stats
 from .board import (
@@ -141,7 +141,8 @@ def ratings_version(*, study: Study) -> str:
     gens = Generation.objects.filter(sweep_id=study.sweep_id, status=GenerationStatus.DONE).aggregate(
         n=Count("id"), last=Max("finished_at")
     )
-    key = repr((agg["n"], agg["last"], excluded, crits, gens["n"], gens["last"], study.name))
+    changed = RatingChange.objects.filter(rating__study=study).aggregate(last=Max("id"))["last"]  # changed answers
+    key = repr((agg["n"], agg["last"], changed, excluded, crits, gens["n"], gens["last"], study.name))
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from evalsite.access import PERM_EXPORT_RATINGS, PERM_VIEW_RESULTS, staff_permission_required, user_may
 
 from ..models import Panelist, Study
 from ..views import SESSION_PANELISTS  # {study_id: token} of panelists this browser rated as
 from . import selectors as rs
+from . import snapshots
 from .board import Board
 from .charts import chart_for
 from .export import RATINGS_CSV_HEADER, csv_stream, leaderboard_rows, ratings_export_rows
+from .models import SnapshotReason
 
 
 def _csv_response(*, filename: str, header: list[str], rows, bom: bool) -> StreamingHttpResponse:
@@ -70,12 +73,28 @@ def _table_context(*, board: Board, for_staff: bool) -> dict:
 
 
 def _render_board(request: HttpRequest, study: Study, *, for_staff: bool) -> HttpResponse:
-    board = rs.leaderboard_get(study=study)
-    ctx = _table_context(board=board, for_staff=for_staff)
-    ctx["study"] = study
-    response = render(request, "results/leaderboard.html", ctx)
+    """The latest snapshot (or a past one, ?snapshot=ID, for staff), never a board computed here."""
+    past = request.GET.get("snapshot", "") if for_staff else ""
+    if past:
+        view = snapshots.board_snapshot_view_of(study=study, snapshot_id=_int_or_404(past))
+    else:
+        view = snapshots.board_snapshot_for_page(study=study)
+    if view is None:
+        response = render(request, "results/computing.html", {"study": study})
+    else:
+        ctx = _table_context(board=view.board, for_staff=for_staff)
+        ctx.update(study=study, snapshot=view, past=bool(past),
+                   history=snapshots.board_snapshot_list(study=study) if for_staff else [],
+                   debounce=settings.RESULTS_SNAPSHOT_DEBOUNCE_SECONDS)
+        response = render(request, "results/leaderboard.html", ctx)
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+def _int_or_404(value: str) -> int:
+    if not value.isdigit():
+        raise Http404("No such snapshot.")
+    return int(value)
 
 
 def _not_yet(request: HttpRequest, study: Study) -> HttpResponse:
@@ -116,10 +135,28 @@ def panelist_results(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @staff_permission_required(PERM_VIEW_RESULTS)
-@require_GET
-def leaderboard_csv(request: HttpRequest, study_id: int) -> StreamingHttpResponse:
+@require_POST
+def leaderboard_refresh(request: HttpRequest, study_id: int) -> HttpResponse:
+    """Staff: recompute the board now (a new snapshot even when nothing changed)."""
     study = get_object_or_404(Study, pk=study_id)
-    header, rows = leaderboard_rows(board=rs.leaderboard_get(study=study))
+    snapshots.board_snapshot_request(study_id=study.pk, reason=SnapshotReason.FORCED, force=True)
+    return redirect("results:leaderboard", study_id=study.pk)
+
+
+@staff_permission_required(PERM_VIEW_RESULTS)
+@require_GET
+def leaderboard_csv(request: HttpRequest, study_id: int) -> HttpResponse:
+    """The board of the latest snapshot (or ?snapshot=ID) as CSV; 503 until the first one exists."""
+    study = get_object_or_404(Study, pk=study_id)
+    past = request.GET.get("snapshot", "")
+    view = (snapshots.board_snapshot_view_of(study=study, snapshot_id=_int_or_404(past)) if past
+            else snapshots.board_snapshot_for_page(study=study))
+    if view is None:
+        response = HttpResponse("The first leaderboard of this study is being computed; try again in a few seconds.\n",
+                                status=503, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = "5"
+        return response
+    header, rows = leaderboard_rows(board=view.board)
     return _csv_response(filename=f"leaderboard-{study.pk}-{slugify(study.name)}.csv", header=header, rows=rows,
                          bom=_wants_bom(request))
 

@@ -36,6 +36,7 @@ from ..models import (
     StudyItem,
 )
 from ..selectors import PROMPT_ACCURACY_KEY, criteria_for_prompt, study_criteria
+from ..signals import results_inputs_changed_on_commit
 from ..types import ItemCandidate
 from . import item_sql
 from .errors import AlreadyAnswered, AnswerLocked, InvalidScores, ItemExpired, NotAssigned, RatingRefused
@@ -494,6 +495,7 @@ def assignment_change_sides(
                 rating.score = score
             kept.append(rating)
         RatingChange.objects.bulk_create(changes)
+        results_inputs_changed_on_commit(study_id=study.pk, reason="ratings", n_ratings=len(changes))
     return kept
 
 
@@ -546,6 +548,7 @@ def _submit_locked(*, assignment_id: int, panelist: Panelist, to_scores, client_
             for (gen_id, crit_id), score in sorted(clean.items())
         ]
         Rating.objects.bulk_create(ratings)
+        results_inputs_changed_on_commit(study_id=study.pk, reason="ratings", n_ratings=len(ratings))
         Assignment.objects.filter(pk=assignment.pk).update(
             status=AssignmentStatus.DONE, answered_at=now, elapsed_ms=min(elapsed_ms, 2**31 - 1),
             client_elapsed_ms=client_elapsed_ms,

@@ -49,6 +49,7 @@ from ..models import (
     StudyMode,
     StudyStatus,
 )
+from ..signals import results_inputs_changed_on_commit
 from .panelists import PSEUDONYM_MAX
 from .studies import DEFAULT_CRITERIA
 
@@ -446,8 +447,10 @@ def ratings_import(
         raise RatingFileInvalid(problems)
     filename = PurePath(path_or_name).name
     with transaction.atomic():
-        return _study_write(rows=rows, gold=gold, study_name=study_name, filename=filename, fmt=fmt,
-                            created_by=created_by)
+        result = _study_write(rows=rows, gold=gold, study_name=study_name, filename=filename, fmt=fmt,
+                              created_by=created_by)
+        results_inputs_changed_on_commit(study_id=result.study.pk, reason="import", n_ratings=result.n_ratings)
+    return result
 
 
 def _study_write(*, rows: list[RatingRow], gold: int, study_name: str, filename: str, fmt: str,

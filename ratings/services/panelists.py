@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ..models import Panelist, Study, StudyStatus
+from ..signals import results_inputs_changed_on_commit
 from .errors import LinkRevoked, StudyNotOpen, StudySetupError
 
 PSEUDONYM_MAX = 64
@@ -80,4 +81,5 @@ def panelist_exclude(*, panelist: Panelist, excluded: bool = True, reason: str =
     panelist.excluded = excluded
     panelist.excluded_reason = reason.strip()[:200] if excluded else ""
     panelist.save(update_fields=["excluded", "excluded_reason"])
+    results_inputs_changed_on_commit(study_id=panelist.study_id, reason="exclusion")
     return panelist

@@ -22,6 +22,7 @@ from ..models import (
     StudyStatus,
 )
 from ..selectors import study_criteria_forget
+from ..signals import results_inputs_changed_on_commit
 from .errors import StudySetupError
 
 DEFAULT_CRITERIA: tuple[dict, ...] = (
@@ -218,4 +219,5 @@ def criterion_save(
                          "text_prompts_only": bool(text_prompts_only), "order": order},
     )
     study_criteria_forget(study=study)
+    results_inputs_changed_on_commit(study_id=study.pk, reason="criteria")
     return criterion

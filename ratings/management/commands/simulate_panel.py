@@ -7,7 +7,9 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from ratings.models import Study
+from ratings.results.models import SnapshotReason
 from ratings.results.services import ratings_simulate
+from ratings.results.snapshots import board_snapshot_refresh
 from ratings.services import RatingRefused
 
 
@@ -40,3 +42,6 @@ class Command(BaseCommand):
         if result.items_short and max_items is None:
             self.stdout.write(f"{result.items_short} items still have fewer than k ratings: a panelist sees each "
                               "image once, so run again (or with more --panelists) to fill them")
+        # The page serves snapshots: take one now rather than waiting for the debounced worker task.
+        snap = board_snapshot_refresh(study=obj, reason=SnapshotReason.RATINGS)
+        self.stdout.write(f"leaderboard snapshot {snap.pk}: {snap.ratings_count} ratings, {snap.compute_seconds:.1f}s")
