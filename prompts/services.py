@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from evalsite.errors import ServiceError
+from evalsite.text_safety import hidden_controls
 
 from .importers import FORMATS, Problem, Row, format_detect, parse
 from .models import Prompt, PromptSuite, text_digest
@@ -145,6 +146,12 @@ def prompt_rows_parse(*, text: str, fmt: str) -> tuple[list[Row], list[Problem],
             )
             continue
         first_line_of[digest] = item.line
+        for name in ("text", "expected_text", "category"):
+            controls = hidden_controls(getattr(item, name) or "")
+            if controls:  # shown to panelists as visible marks, isolated (evalsite.text_safety)
+                warnings.append(Problem(item.line, f"{'prompt' if name == 'text' else name} holds invisible "
+                                        f"control characters ({', '.join(controls)}) that can make it read "
+                                        "differently; panelists see them as visible marks", warning=True))
         if item.expected_text is None:
             item.expected_text = expected_text_guess(text=item.text, category=item.category, challenge=item.challenge)[
                 : _FIELD_LIMITS["expected_text"]
