@@ -72,26 +72,26 @@ class GenerationAdmin(admin.ModelAdmin):
 
     @admin.display(description="Image")
     def image_link(self, obj):
-        from django.urls import reverse
-        from django.utils.html import format_html
-
-        if not obj.image:
-            return "–"
-        return format_html('<a href="{}"><img src="{}" alt="" width="128"></a> <a href="{}">full size</a>',
-                           reverse("generation:gallery_image", args=[obj.public_id]),
-                           reverse("generation:staff_thumbnail", args=[obj.public_id]),
-                           reverse("generation:staff_image", args=[obj.public_id]))
+        return _staff_thumbnail_html(obj, width=128, full_size=True)
 
     @admin.display(description="Thumbnail")
     def thumbnail(self, obj):
-        from django.urls import reverse
-        from django.utils.html import format_html
+        return _staff_thumbnail_html(obj, width=48)
 
-        if not obj.image:
-            return "–"
-        return format_html('<a href="{}"><img src="{}" alt="" width="48" loading="lazy"></a>',
-                           reverse("generation:gallery_image", args=[obj.public_id]),
-                           reverse("generation:staff_thumbnail", args=[obj.public_id]))
+
+def _staff_thumbnail_html(obj: Generation, *, width: int, full_size: bool = False):
+    """A thumbnail linking the staff image page (the stored file is served by staff views, not /media/)."""
+    from django.urls import reverse
+    from django.utils.html import format_html
+
+    if not obj.image:
+        return "–"
+    html = format_html('<a href="{}"><img src="{}" alt="" width="{}" loading="lazy"></a>',
+                       reverse("generation:gallery_image", args=[obj.public_id]),
+                       reverse("generation:staff_thumbnail", args=[obj.public_id]), width)
+    if full_size:
+        html += format_html(' <a href="{}">full size</a>', reverse("generation:staff_image", args=[obj.public_id]))
+    return html
 
 
 @admin.register(WorkerReport)

@@ -218,7 +218,8 @@ def sweep_gallery(
         for pid in shown if pid in prompts
     ]
     categories = sorted(
-        c for c in Generation.objects.filter(sweep=sweep).values_list("prompt__category", flat=True).distinct() if c
+        c for c in Generation.objects.filter(sweep=sweep).order_by().values_list("prompt__category", flat=True)
+        .distinct() if c
     )
     return {"models": models, "rows": rows, "page": page_obj, "categories": categories}
 

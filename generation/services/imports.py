@@ -194,7 +194,7 @@ def _prompt_lookup(*, sweep: Sweep) -> tuple[dict[str, Prompt], set[int]]:
     for p in prompts:
         lookup[str(p.position)] = p
         lookup[p.text.strip()] = p
-    in_sweep = set(Generation.objects.filter(sweep=sweep).values_list("prompt_id", flat=True).distinct())
+    in_sweep = set(Generation.objects.filter(sweep=sweep).order_by().values_list("prompt_id", flat=True).distinct())
     return lookup, in_sweep or {p.pk for p in prompts}
 
 
@@ -420,6 +420,8 @@ _new_imported_model = image_model_create_imported  # the name ratings.services.i
 def _write(*, sweep, model, model_name, bundle, rows, native, normalize) -> dict[str, Any]:
     from PIL import Image
 
+    from generation.engine.normalize import EXTENSIONS
+
     from .thumbnails import generation_thumbnail
 
     saved: list[str] = []
@@ -450,7 +452,7 @@ def _write(*, sweep, model, model_name, bundle, rows, native, normalize) -> dict
                                                   "cost_supplied": row.cost is not None},
                                        "canvas": canvas},
                 )
-                ext = {"png": "png", "jpeg": "jpg", "webp": "webp"}[sweep.image_format]
+                ext = EXTENSIONS[sweep.image_format]
                 generation.image.save(f"image.{ext}", ContentFile(data), save=False)
                 saved.append(generation.image.name)
                 _ocr(generation=generation, data=data)

@@ -60,6 +60,7 @@ def test_gallery_is_a_prompt_by_model_sheet_with_filters(staff, gallery_sweep):
     one_model = staff.get(reverse("generation:sweep_gallery", args=[sweep.pk]) + f"?model={models[0].pk}").content.decode()
     header = one_model.split('id="contact-sheet"')[1].split("<tbody>")[0]
     assert one_model.count("/thumb/") == 3 and models[0].name in header and models[1].name not in header
+    assert html.count('<option value="General"') == 1 and html.count('<option value="Text"') == 1
     text_only = staff.get(reverse("generation:sweep_gallery", args=[sweep.pk]) + "?category=Text").content.decode()
     assert len(re.findall(r'<tr data-prompt="', text_only)) == 1
 

@@ -285,3 +285,35 @@ def test_the_web_process_imports_images_without_torch(tmp_path):
                          env={**__import__("os").environ, "EVALSITE_DATA_DIR": str(tmp_path)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_upload_page_takes_a_folder_of_images_and_a_separate_manifest(sweep_and_prompts, settings):
+    from django.contrib.auth import get_user_model
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+    from django.urls import reverse
+
+    sweep, prompts = sweep_and_prompts
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", password="pw"))
+    url = reverse("generation:sweep_import", args=[sweep.pk])
+    files = [SimpleUploadedFile(f"shot-{p.position}.webp", image_bytes(fmt="WEBP"), content_type="image/webp")
+             for p in prompts]
+    bad_manifest = SimpleUploadedFile("m.csv", b"prompt,file\n" + b"".join(
+        f"{p.position},shot-{p.position}.webp\n".encode() for p in prompts)
+        + f"{prompts[0].position},shot-{prompts[1].position}.webp\n{prompts[2].position},x.webp\n".encode())
+    response = client.post(url, {"model_name": "Folder API", "folder": files, "manifest": bad_manifest})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "m.csv:6: file &#x27;x.webp&#x27; is not in upload" in html
+    assert f"m.csv:5: prompt {prompts[0].position} (seed 0) appears twice for this model; first at m.csv:2" in html
+    assert not Generation.objects.filter(origin=Origin.IMPORTED).exists()
+    for f in files:
+        f.seek(0)
+    manifest = SimpleUploadedFile("m.csv", b"prompt,file,cost\n" + b"".join(
+        f"{p.position},shot-{p.position}.webp,0.04\n".encode() for p in prompts))
+    response = client.post(url, {"model_name": "Folder API", "folder": files, "manifest": manifest})
+    assert response.status_code == 302 and "/gallery/?model=" in response["Location"]
+    gens = Generation.objects.filter(sweep=sweep, origin=Origin.IMPORTED)
+    assert gens.count() == 3 and set(gens.values_list("cost", flat=True)) == {0.04}
+    assert {g.image.name.rsplit(".", 1)[-1] for g in gens} == {"png"}  # the sweep's format, not WebP
