@@ -158,6 +158,8 @@ FILE_UPLOAD_PERMISSIONS = 0o600
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 DATA_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
+# A folder of a model's images is uploaded as one file each (/sweeps/<id>/import/): DrawBench has 200 prompts.
+DATA_UPLOAD_MAX_NUMBER_FILES = env.int("EVALSITE_UPLOAD_MAX_FILES", default=2000)
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads it to send X-CSRFToken

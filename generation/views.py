@@ -217,7 +217,7 @@ def _file_response(storage, name: str, content_type: str) -> FileResponse:
 def staff_image(request, public_id: str):
     """The stored (normalised) image for staff; the admin links here (/media/ is not served)."""
     generation = get_object_or_404(Generation, public_id=public_id)
-    if not generation.image:
+    if not generation.image or not generation.image.storage.exists(generation.image.name):
         raise Http404("this image has no file (not rendered, or failed)")
     ext = generation.image.name.rsplit(".", 1)[-1].lower()
     content_type = CONTENT_TYPES.get("jpeg" if ext == "jpg" else ext, "application/octet-stream")

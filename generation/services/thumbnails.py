@@ -27,6 +27,8 @@ def generation_thumbnail(*, generation: Generation) -> str | None:
     name = thumbnail_name(generation=generation)
     if storage.exists(name):
         return name
+    if not storage.exists(generation.image.name):
+        return None  # the row names a file the storage lost: nothing to show
     from PIL import Image
 
     with generation.image.open("rb") as handle:
