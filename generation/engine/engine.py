@@ -6,6 +6,7 @@ synchronised before and after, model load and one warm-up call per loaded model 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import platform
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from . import loading
+from . import compat, loading
 from .spec import LoadError, ModelSpec, OutOfMemory, RenderOutcome, RenderRequest
 
 log = logging.getLogger(__name__)
@@ -298,12 +299,13 @@ class Engine:
         spec = loaded.spec
         steps = steps or spec.num_inference_steps
         if loaded.backend == "transformers":
-            kwargs: dict[str, Any] = {"prompt": prompt, "seed": seed, "image_size": f"{spec.width}x{spec.height}",
+            kwargs: dict[str, Any] = {"prompt": prompt, "seed": seed, "image_size": f"{spec.height}x{spec.width}",
                                       "diff_infer_steps": steps}
             if spec.guidance_scale is not None:
                 kwargs["diff_guidance_scale"] = spec.guidance_scale
             kwargs.update(spec.extra_params)
-            with torch.inference_mode():
+            guard = compat.cpu_remote_code() if not self.device.startswith("cuda") else contextlib.nullcontext()
+            with torch.inference_mode(), guard:
                 return _first_image(loaded.model.generate_image(**kwargs))
         # One generator per image, on the CPU whatever the device: the same seed gives the same
         # starting noise with or without offload, so an OOM retry doesn't change the image.

@@ -296,8 +296,10 @@ def load_transformers(spec: ModelSpec, *, device: str, offload: str,
     """HunyuanImage-3.0 style: AutoModelForCausalLM with its own code and a generate_image()."""
     from transformers import AutoModelForCausalLM
 
+    from .compat import install_remote_code_shims
+
     _check_source(spec)
-    notes: list[str] = []
+    notes: list[str] = install_remote_code_shims()
     kwargs: dict[str, Any] = {"trust_remote_code": True, "dtype": TORCH_DTYPES[spec.dtype]}
     if spec.revision:
         kwargs["revision"] = spec.revision
