@@ -199,6 +199,21 @@ RENDER_MAX_ATTEMPTS = env.int("EVALSITE_RENDER_MAX_ATTEMPTS", default=3)
 # than RENDER_STALE_SECONDS belong to a lost worker and are re-enqueued (generation.services).
 RENDER_HEARTBEAT_SECONDS = env.float("EVALSITE_RENDER_HEARTBEAT_SECONDS", default=10.0)
 RENDER_STALE_SECONDS = env.float("EVALSITE_RENDER_STALE_SECONDS", default=120.0)
+# Heartbeats follow progress (an image started, a denoising step, an image finished; a model load counts
+# until RENDER_LOAD_WATCHDOG_SECONDS). The per-image watchdog fails an image whose pipeline call runs past
+# its limit and restarts the worker process (generation.services.liveness). The limit is
+# RENDER_WATCHDOG_SECONDS when set (> 0), else RENDER_WATCHDOG_FACTOR × the model's median measured
+# seconds per image, never below RENDER_WATCHDOG_FLOOR_SECONDS (FACTOR × FLOOR before a first measurement).
+RENDER_WATCHDOG_SECONDS = env.float("EVALSITE_RENDER_WATCHDOG_SECONDS", default=0.0)
+RENDER_WATCHDOG_FACTOR = env.float("EVALSITE_RENDER_WATCHDOG_FACTOR", default=10.0)
+RENDER_WATCHDOG_FLOOR_SECONDS = env.float("EVALSITE_RENDER_WATCHDOG_FLOOR_SECONDS", default=120.0)
+RENDER_LOAD_WATCHDOG_SECONDS = env.float("EVALSITE_RENDER_LOAD_WATCHDOG_SECONDS", default=3600.0)
+# A chunk sent to the queue but not claimed within this many seconds, while the queue moved past it (a
+# later chunk was claimed) or a worker sat idle, was lost by a worker that died before claiming it:
+# reconcile sends it again (claims are idempotent, so a late original claims nothing).
+RENDER_CLAIM_TIMEOUT_SECONDS = env.float("EVALSITE_RENDER_CLAIM_TIMEOUT_SECONDS", default=120.0)
+# Test hook only: the worker exits right after it received a chunk, before claiming its images.
+RENDER_TEST_EXIT_BEFORE_CLAIM = env.bool("EVALSITE_TEST_EXIT_BEFORE_CLAIM", default=False)
 
 # --- evalsite -----------------------------------------------------------------
 MODEL_DIR = Path(env.str("EVALSITE_MODEL_DIR", default=str(DATA_DIR / "models")))

@@ -213,6 +213,10 @@ class Generation(models.Model):
     heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last sign of life of the worker holding this image (while running)."
     )
+    enqueued_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When this image's chunk was last sent to the queue (reconcile re-sends a chunk nobody claimed).",
+    )
     # OCR of images whose prompt asks for text (generation.engine.ocr): what Tesseract read and how close it is.
     ocr_text = models.TextField(blank=True, help_text="Text Tesseract recognised in the image.")
     ocr_cer = models.FloatField(null=True, blank=True, help_text="Character error rate vs expected text (0–1).")

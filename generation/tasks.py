@@ -26,7 +26,7 @@ def render_chunk(*, sweep_id: int, model_id: int, generation_ids: list[int]) -> 
 
 @worker_ready.connect
 def _start_monitor(**_kwargs) -> None:
-    """Heartbeat this worker's images and re-enqueue those of dead workers (see services.sweeps)."""
+    """Heartbeat on progress, the watchdog, reconcile of lost images and chunks (services.liveness)."""
     global _monitor
     if _monitor is None:
         _monitor = services.WorkerMonitor(worker=services.worker_name())

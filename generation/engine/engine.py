@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import logging
 import platform
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ from .spec import LoadError, ModelSpec, OutOfMemory, RenderOutcome, RenderReques
 log = logging.getLogger(__name__)
 
 WARMUP_STEPS = 2  # same shapes as a real call (kernels, allocator, compile) at a fraction of its cost
+
+# progress(key, step): step 0 = the image's pipeline call started, 1..n = denoising steps done (pipelines
+# whose __call__ takes callback_on_step_end), None = the image is finished. Called on the engine's thread.
+Progress = Callable[[str, int | None], None]
 
 
 def default_device() -> str:
@@ -52,6 +57,13 @@ def _quiet_progress_bars() -> None:
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def _takes_step_callback(pipe: Any) -> bool:
+    try:
+        return "callback_on_step_end" in inspect.signature(pipe.__call__).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _first_image(result: Any) -> Any:
@@ -88,6 +100,7 @@ class Engine:
         self._cache: OrderedDict[str, loading.Loaded] = OrderedDict()
         self._known_sizes: dict[str, int] = {}
         self.events: list[dict[str, Any]] = []  # loads, evictions, OOM retries: for logs and benchmarks
+        self._progress: Progress | None = None  # set by render(); the liveness watchdog of the worker reads it
         _quiet_progress_bars()
 
     def set_memory_cap(self, cap_bytes: int | None) -> None:
@@ -295,7 +308,8 @@ class Engine:
         )
 
     # ----------------------------------------------------------------- rendering
-    def _call(self, loaded: loading.Loaded, *, prompt: str, seed: int, steps: int | None = None) -> Any:
+    def _call(self, loaded: loading.Loaded, *, prompt: str, seed: int, steps: int | None = None,
+              on_step: Callable[[int], None] | None = None) -> Any:
         spec = loaded.spec
         steps = steps or spec.num_inference_steps
         if loaded.backend == "transformers":
@@ -320,6 +334,12 @@ class Engine:
         if spec.guidance_scale is not None:
             kwargs["guidance_scale"] = spec.guidance_scale
         kwargs.update(spec.extra_params)
+        if on_step is not None and "callback_on_step_end" not in kwargs and _takes_step_callback(loaded.model):
+            def step_end(_pipe: Any, index: int, _timestep: Any, callback_kwargs: dict) -> dict:
+                on_step(index + 1)
+                return callback_kwargs
+
+            kwargs["callback_on_step_end"] = step_end
         with torch.inference_mode():
             return _first_image(loaded.model(**kwargs))
 
@@ -363,11 +383,17 @@ class Engine:
         if cuda:
             others = self._others_bytes(loaded)
             torch.cuda.reset_peak_memory_stats(self.device)
+        progress = self._progress
+        on_step = (lambda step: progress(request.key, step)) if progress is not None else None
         _sync(self.device)
+        if progress is not None:
+            progress(request.key, 0)
         start = time.perf_counter()
-        image = self._call(loaded, prompt=request.prompt, seed=request.seed)
+        image = self._call(loaded, prompt=request.prompt, seed=request.seed, on_step=on_step)
         _sync(self.device)
         seconds = time.perf_counter() - start
+        if progress is not None:
+            progress(request.key, None)
         return RenderOutcome(
             key=request.key,
             image=image,
@@ -384,8 +410,12 @@ class Engine:
             prompt=request.prompt,
         )
 
-    def render(self, spec: ModelSpec, requests: Iterable[RenderRequest]) -> Iterator[RenderOutcome]:
+    def render(self, spec: ModelSpec, requests: Iterable[RenderRequest], *,
+               progress: Progress | None = None) -> Iterator[RenderOutcome]:
         """Render each request with this model, yielding each image as soon as it exists.
+
+        ``progress`` (see Progress) hears when each image starts, each denoising step and each
+        finish, so a caller can tell a slow render from a hung one.
 
         Raises LoadError (broken spec) before the first image and OutOfMemory when even a
         model-CPU-offload reload runs out of memory. An error that concerns one image only
@@ -396,6 +426,7 @@ class Engine:
         the GIL), so saving costs the sweep no GPU time. Images still come back one by one,
         in order, and at most one is in flight when the worker dies.
         """
+        self._progress = progress
         self.load(spec)
         pending: Future[RenderOutcome] | None = None
         for request in requests:

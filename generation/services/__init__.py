@@ -1,5 +1,6 @@
 """Writes of the generation app (registry, sweeps, rendering). Import from here."""
 
+from .liveness import Liveness, WorkerMonitor, generations_heartbeat, watchdog_limit, worker_liveness
 from .registry import (
     REFERENCE_MODELS,
     demo_models_build,
@@ -19,7 +20,6 @@ from .rendering import (
 )
 from .sweeps import (
     SweepInvalid,
-    WorkerMonitor,
     render_chunks,
     sweep_cancel,
     sweep_canvas_default,
@@ -30,7 +30,6 @@ from .sweeps import (
     sweep_retry_failed,
     sweep_status_refresh,
     sweeps_reconcile,
-    worker_heartbeat,
 )
 
 __all__ = [
@@ -38,5 +37,5 @@ __all__ = [
     "generation_chunk_render", "generation_fail", "generation_save_outcome", "generations_claim",
     "image_model_register_demo", "image_model_seed_references", "image_model_spec", "render_chunks",
     "sweep_cancel", "sweep_canvas_default", "sweep_create", "sweep_prompts_select", "sweep_enqueue", "sweep_reconcile", "sweep_retry_failed", "sweep_status_refresh", "sweeps_reconcile", "tiny_models_build",
-    "worker_heartbeat", "worker_name",
+    "Liveness", "generations_heartbeat", "watchdog_limit", "worker_liveness", "worker_name",
 ]

@@ -24,6 +24,8 @@ from django.utils import timezone
 
 from generation.models import Generation, GenerationStatus, ImageModel, Sweep, generation_upload_to
 
+from .liveness import model_seconds_measured, worker_liveness
+
 if TYPE_CHECKING:
     from generation.engine import Engine, ModelSpec, RenderOutcome
     from generation.engine.ocr import TextCheck
@@ -296,20 +298,17 @@ def _render_into(
             result.discarded += 1
 
     try:
-        for outcome in engine.render(spec, requests):
+        for outcome in engine.render(spec, requests, progress=worker_liveness.progress):
             generation = remaining.pop(outcome.key, None)
             if generation is None:
                 continue
+            worker_liveness.image_measured(seconds=None if outcome.error else outcome.seconds)
             encoding = _encoder().submit(image_encode_and_check, outcome=outcome, sweep=sweep,
                                          expected_text=generation.prompt.expected_text,
                                          language=generation.prompt.language)
             if previous is not None:
                 save(*previous)
             previous = (generation, outcome, encoding)
-            if remaining:  # the worker is alive: keep the rest of the chunk from looking lost
-                Generation.objects.filter(
-                    pk__in=[g.pk for g in remaining.values()], status=GenerationStatus.RUNNING, worker=worker
-                ).update(heartbeat_at=timezone.now())
     finally:
         if previous is not None:
             save(*previous)
@@ -325,6 +324,13 @@ def _encoder() -> ThreadPoolExecutor:
         if _encoder_pool is None:
             _encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalsite-encode")
         return _encoder_pool
+
+
+def _watch(*, sweep: Sweep, model: ImageModel, remaining: dict[str, Generation]) -> None:
+    """Tell the liveness monitor what this process now holds (heartbeats, watchdog limit)."""
+    worker_liveness.chunk_start(sweep_id=sweep.pk, slug=model.slug,
+                                generation_ids=[g.pk for g in remaining.values()],
+                                seconds=model_seconds_measured(model=model))
 
 
 def _fail_all(remaining: dict[str, Generation], error: str, result: ChunkResult) -> None:
@@ -349,6 +355,17 @@ def generation_chunk_render(
     A model that can't load fails its images with the loader's message; one that runs out
     of memory even with CPU offload renders with its fallback model, if it has one.
     """
+    worker_liveness.chunk_received()  # busy from here: an idle worker proves the queue empty (sweep_reconcile)
+    try:
+        return _chunk_render(sweep_id=sweep_id, model_id=model_id, generation_ids=generation_ids, worker=worker,
+                             engine=engine)
+    finally:
+        worker_liveness.chunk_end()
+
+
+def _chunk_render(
+    *, sweep_id: int, model_id: int, generation_ids: list[int], worker: str | None, engine: Engine | None,
+) -> ChunkResult:
     from generation.engine import LoadError, OutOfMemory
 
     from .sweeps import sweep_status_refresh
@@ -360,12 +377,16 @@ def generation_chunk_render(
     if sweep is None or model is None:
         logger.warning("chunk for sweep %s model %s: no such sweep or model; nothing to do", sweep_id, model_id)
         return result
+    if settings.RENDER_TEST_EXIT_BEFORE_CLAIM:  # test hook: a worker killed between receiving and claiming
+        logger.warning("EVALSITE_TEST_EXIT_BEFORE_CLAIM: exiting before claiming %d images", len(generation_ids))
+        os._exit(3)
     claimed = generations_claim(generation_ids=generation_ids, worker=worker)
     result.claimed = len(claimed)
     result.skipped = len(generation_ids) - len(claimed)
     if claimed:
         sweep_status_refresh(sweep=sweep)
         remaining = {str(g.pk): g for g in claimed}
+        _watch(sweep=sweep, model=model, remaining=remaining)
         try:
             engine = engine or engine_get()
             _render_into(engine=engine, model=model, sweep=sweep, remaining=remaining, worker=worker, result=result)
@@ -378,6 +399,7 @@ def generation_chunk_render(
             else:
                 logger.warning("model %s out of memory; rendering %d images with fallback %s",
                                model.slug, len(remaining), fallback.slug)
+                _watch(sweep=sweep, model=fallback, remaining=remaining)
                 try:
                     _render_into(engine=engine, model=fallback, sweep=sweep, remaining=remaining, worker=worker,
                                  result=result, fallback_for=model)

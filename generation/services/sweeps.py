@@ -2,8 +2,9 @@
 
 All Generation rows are created up front (unique per sweep × prompt × model × seed), then
 model-major chunks are enqueued after commit, so a worker loads a model once and renders
-many prompts with it. Workers heartbeat the images they hold; ``sweep_reconcile``
-re-enqueues images whose worker died (with Redis and late acks the broker would only
+many prompts with it. Workers heartbeat the images they hold while they make progress
+(``liveness``); ``sweep_reconcile`` re-enqueues images whose worker died, and chunks that a
+worker received but died before claiming (with Redis and late acks the broker would only
 redeliver after the visibility timeout, hours later; the filesystem broker never would).
 """
 
@@ -11,14 +12,13 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from itertools import groupby
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
-from django.db.models import Count, Q
+from django.db import transaction
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from evalsite.errors import ServiceError
@@ -192,6 +192,8 @@ def sweep_enqueue(*, sweep: Sweep, generation_ids: Iterable[int] | None = None) 
     )
     chunks = render_chunks(generations=rows)
     for model_id, ids in chunks:
+        # stamped before the send, one time per chunk (the queue's order): see _unclaimed
+        Generation.objects.filter(pk__in=ids, status=GenerationStatus.PENDING).update(enqueued_at=timezone.now())
         render_chunk.apply_async(kwargs={"sweep_id": sweep.pk, "model_id": model_id, "generation_ids": ids})
     logger.info("sweep %s: enqueued %d chunks", sweep.pk, len(chunks))
     return len(chunks)
@@ -248,14 +250,61 @@ def _lost(now: datetime) -> Q:
     return Q(status=GenerationStatus.RUNNING) & (Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))
 
 
-def sweep_reconcile(*, sweep: Sweep, now: datetime | None = None) -> int:
-    """Re-enqueue images held by a worker that stopped heartbeating (killed, lost).
+def _queue_passed(now: datetime) -> datetime | None:
+    """The latest send time of a chunk that some worker has claimed: the queue (FIFO) has moved past
+    every chunk sent before it."""
+    return Generation.objects.filter(
+        sweep__status__in=(SweepStatus.PENDING, SweepStatus.RUNNING), started_at__isnull=False,
+        enqueued_at__isnull=False,
+    ).exclude(status=GenerationStatus.PENDING).aggregate(latest=Max("enqueued_at"))["latest"]
+
+
+def _unclaimed(*, sweep: Sweep, now: datetime, idle_since: datetime | None) -> list[int]:
+    """Pending images whose chunk was sent more than RENDER_CLAIM_TIMEOUT_SECONDS ago and that a worker
+    must have received and lost (killed between receiving and claiming): a chunk sent later was
+    claimed, or the calling worker has sat idle (an empty queue) that long since it was sent."""
+    cutoff = now - timedelta(seconds=settings.RENDER_CLAIM_TIMEOUT_SECONDS)
+    rows = sweep.generations.filter(status=GenerationStatus.PENDING, enqueued_at__lt=cutoff)
+    if idle_since is None or idle_since >= cutoff:
+        passed = _queue_passed(now)
+        if passed is None:
+            return []
+        rows = rows.filter(enqueued_at__lt=passed)
+    return list(rows.values_list("pk", flat=True))
+
+
+def sweep_reconcile(*, sweep: Sweep, now: datetime | None = None, idle_since: datetime | None = None) -> int:
+    """Re-enqueue images held by a worker that stopped heartbeating (killed, lost, hung), and
+    images whose chunk a worker received but never claimed (see _unclaimed; ``idle_since`` is
+    when the calling worker last finished a chunk, None when the caller is no worker).
 
     Returns how many images were re-enqueued. Images already attempted
     RENDER_MAX_ATTEMPTS times are failed instead. Bounded: an image of a dead worker is back
-    in the queue within RENDER_STALE_SECONDS plus one reconcile period.
+    in the queue within RENDER_STALE_SECONDS plus one reconcile period; a lost chunk within
+    RENDER_CLAIM_TIMEOUT_SECONDS plus one period once the queue moved past it. Claims are
+    idempotent, so a late original of a re-sent chunk renders nothing twice.
     """
     now = now or timezone.now()
+    return _unclaimed_reconcile(sweep=sweep, now=now, idle_since=idle_since) + _lost_reconcile(sweep=sweep, now=now)
+
+
+def _unclaimed_reconcile(*, sweep: Sweep, now: datetime, idle_since: datetime | None) -> int:
+    candidates = _unclaimed(sweep=sweep, now=now, idle_since=idle_since)
+    if not candidates:
+        return 0
+    cutoff = now - timedelta(seconds=settings.RENDER_CLAIM_TIMEOUT_SECONDS)
+    with transaction.atomic():
+        ids = list(Generation.objects.select_for_update().filter(
+            pk__in=candidates, status=GenerationStatus.PENDING, enqueued_at__lt=cutoff,
+        ).values_list("pk", flat=True))
+        Generation.objects.filter(pk__in=ids).update(enqueued_at=now)  # a concurrent reconcile skips them
+        transaction.on_commit(lambda: sweep_enqueue(sweep=sweep, generation_ids=ids))
+    logger.warning("sweep %s: %d images whose chunk was sent over %.0f s ago and never claimed re-enqueued",
+                   sweep.pk, len(ids), settings.RENDER_CLAIM_TIMEOUT_SECONDS)
+    return len(ids)
+
+
+def _lost_reconcile(*, sweep: Sweep, now: datetime) -> int:
     cap = settings.RENDER_MAX_ATTEMPTS
     with transaction.atomic():
         lost = list(
@@ -282,59 +331,9 @@ def sweep_reconcile(*, sweep: Sweep, now: datetime | None = None) -> int:
     return len(retry)
 
 
-def sweeps_reconcile(*, now: datetime | None = None) -> int:
+def sweeps_reconcile(*, now: datetime | None = None, idle_since: datetime | None = None) -> int:
     """Reconcile every unfinished sweep (run by each worker on start and periodically)."""
     total = 0
     for sweep in Sweep.objects.filter(status__in=(SweepStatus.PENDING, SweepStatus.RUNNING)):
-        total += sweep_reconcile(sweep=sweep, now=now)
+        total += sweep_reconcile(sweep=sweep, now=now, idle_since=idle_since)
     return total
-
-
-def worker_heartbeat(*, worker: str, now: datetime | None = None) -> int:
-    """Refresh the heartbeat of the images this worker holds."""
-    return Generation.objects.filter(status=GenerationStatus.RUNNING, worker=worker).update(
-        heartbeat_at=now or timezone.now()
-    )
-
-
-class WorkerMonitor(threading.Thread):
-    """A worker's background thread: heartbeat its images; reconcile lost ones from time to time.
-
-    Runs beside the solo pool's render loop (torch releases the GIL), so a model that takes
-    minutes to load still heartbeats.
-    """
-
-    def __init__(self, *, worker: str, interval: float | None = None, reconcile_every: float | None = None):
-        super().__init__(name="evalsite-worker-monitor", daemon=True)
-        self.worker = worker
-        self.interval = interval if interval is not None else settings.RENDER_HEARTBEAT_SECONDS
-        self.reconcile_every = (
-            reconcile_every if reconcile_every is not None else max(self.interval, settings.RENDER_STALE_SECONDS / 4)
-        )
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        from .workers import worker_report_if_due
-
-        last_reconcile = 0.0
-        clock = 0.0
-        while True:
-            try:
-                worker_heartbeat(worker=self.worker)
-                if clock - last_reconcile >= self.reconcile_every or last_reconcile == 0.0:
-                    sweeps_reconcile()
-                    last_reconcile = clock or 1e-9
-            except Exception:  # noqa: BLE001 - a database hiccup must not kill the monitor
-                logger.exception("worker monitor: heartbeat/reconcile failed")
-            try:  # which models this worker can load: at start, and when staff ask (issue 15)
-                worker_report_if_due(worker=self.worker, starting=clock == 0.0)
-            except Exception:  # noqa: BLE001 - a failed check must not stop the heartbeat
-                logger.exception("worker monitor: capability report failed")
-            finally:
-                close_old_connections()
-            if self.stopped.wait(self.interval):
-                return
-            clock += self.interval
-
-    def stop(self) -> None:
-        self.stopped.set()

@@ -28,8 +28,9 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def tiny_models(db, tiny_dir):
+def tiny_models(db, tiny_dir, settings):
     """The tiny random-weight models registered as ImageModels, by slug (no rebuild: the directories are complete)."""
+    settings.MODEL_ROOTS = [*settings.MODEL_ROOTS, str(tiny_dir)]  # built once per session, outside MODEL_DIR
     from generation.services import tiny_models_build
 
     return {model.slug: model for model, built in tiny_models_build(model_dir=tiny_dir)}
@@ -49,3 +50,14 @@ def suite(db):
     for position, text in enumerate(PROMPTS, start=1):
         PromptFactory(suite=suite, position=position, text=text)
     return suite
+
+
+@pytest.fixture
+def eager(settings):
+    """Chunks run in-process at enqueue time (the real engine, the real task), as a worker would."""
+    from evalsite.celery import app
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False

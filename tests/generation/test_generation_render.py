@@ -133,8 +133,8 @@ class OutOfMemoryOn(Engine):
         super().__init__(device="cpu")
         self.slugs, self.after = set(slugs), after
 
-    def render(self, spec, requests):
-        for index, outcome in enumerate(super().render(spec, requests)):
+    def render(self, spec, requests, **kwargs):
+        for index, outcome in enumerate(super().render(spec, requests, **kwargs)):
             if spec.slug in self.slugs and index >= self.after:
                 raise OutOfMemory(f"model {spec.slug!r} ran out of GPU memory even with model CPU offload")
             yield outcome
@@ -150,8 +150,8 @@ def _inject_cuda_oom(monkeypatch, *, slugs, even_offloaded):
     real_load = loading.load
     offloads = []
 
-    def load(spec, *, device, offload=None):
-        loaded = real_load(spec, device=device, offload=offload)
+    def load(spec, *, device, offload=None, **kwargs):
+        loaded = real_load(spec, device=device, offload=offload, **kwargs)
         if spec.slug in slugs:
             offloads.append(loaded.offload)
             if loaded.offload == "none" or even_offloaded:

@@ -18,17 +18,6 @@ from tests.factories import ImageModelFactory, PromptFactory, PromptSuiteFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def eager(settings):
-    """Chunks run in-process at enqueue time (the real engine, the real task), as a worker would."""
-    from evalsite.celery import app
-
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
-
-
 def test_sweep_create_makes_every_row_up_front_and_enqueues_after_commit(
     suite, django_capture_on_commit_callbacks
 ):

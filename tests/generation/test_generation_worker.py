@@ -3,9 +3,14 @@
 - against real PostgreSQL + Redis (marked `services`): a sweep of tiny models renders completely;
   a worker SIGKILLed mid-chunk is replaced and the sweep completes with no missing and no
   duplicate image (reconcile re-enqueues the dead worker's images once its heartbeat is stale);
-- on the embedded defaults (SQLite file + filesystem:// broker), as `make demo` runs it.
+- on the embedded defaults (SQLite file + filesystem:// broker), as `make demo` runs it;
+- liveness, on both: a pipeline that hangs fails its image with the watchdog's message and the
+  recycled worker renders the rest; a worker killed between receiving a chunk and claiming its
+  images (EVALSITE_TEST_EXIT_BEFORE_CLAIM) loses nothing: reconcile re-sends the chunk and every
+  image is rendered exactly once.
 
-The engine is the real one, on the tiny offline pipelines; nothing is mocked.
+The engine is the real one, on the tiny offline pipelines (and a tiny pipeline that blocks); nothing
+is mocked.
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ from django.conf import settings as django_settings
 from PIL import Image
 
 from generation.models import Generation, GenerationStatus, SweepStatus
-from generation.services import sweep_create
+from generation.services import image_model_register_demo, sweep_create
+from tests.factories import PromptFactory, PromptSuiteFactory
+from tests.generation.stall import HANG, MODEL, build_stall_pipeline
 
 BASE_DIR = Path(django_settings.BASE_DIR)
 WORKER_ENV = {
     "EVALSITE_RENDER_HEARTBEAT_SECONDS": "1",
     "EVALSITE_RENDER_STALE_SECONDS": "6",
+    "EVALSITE_RENDER_CLAIM_TIMEOUT_SECONDS": "3",
     "CELERY_TASK_ALWAYS_EAGER": "0",
     "PYTHONUNBUFFERED": "1",
 }
@@ -56,10 +64,12 @@ def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
             process.wait(timeout=10)
 
 
-def _check_images(rows: list[dict], media_root: Path, *, width: int, height: int) -> None:
-    """Every image done, one file each (no duplicates, no strays), same size and format, no metadata,
-    and every row measured: seconds, VRAM n/a on CPU, device, worker, settings snapshot."""
+def _check_images(rows: list[dict], media_root: Path, *, width: int, height: int, failed: int = 0) -> None:
+    """Every image done (but ``failed`` ones), one file each (no duplicates, no strays), same size and
+    format, no metadata, and every row measured: seconds, VRAM n/a on CPU, device, worker, snapshot."""
     assert rows
+    assert sum(row["status"] == "failed" for row in rows) == failed, [r["error"] for r in rows]
+    rows = [row for row in rows if row["status"] != "failed"]
     assert all(row["status"] == "done" for row in rows), [r["error"] for r in rows if r["status"] != "done"]
     names = [row["image"] for row in rows]
     assert len(set(names)) == len(names)
@@ -99,6 +109,7 @@ def service_env(transactional_db, settings):
     with app.connection_for_write() as conn:  # no chunk left over from an earlier run (ids are reused)
         conn.default_channel.queue_declare(queue="gpu", durable=True, auto_delete=False)
         conn.default_channel.queue_purge("gpu")
+        conn.default_channel.client.delete("unacked", "unacked_index")  # nor one received by a dead worker
     db = connection.settings_dict
     from urllib.parse import quote
 
@@ -113,8 +124,8 @@ def service_env(transactional_db, settings):
 def workers(service_env, tmp_path):
     started: list[subprocess.Popen] = []
 
-    def start() -> subprocess.Popen:
-        process = _start_worker(env=service_env, log=tmp_path / "worker.log")
+    def start(**extra: str) -> subprocess.Popen:
+        process = _start_worker(env={**service_env, **extra}, log=tmp_path / "worker.log")
         started.append(process)
         return process
 
@@ -273,3 +284,124 @@ def test_embedded_broker_recovers_a_sigkilled_worker(embedded, tmp_path):
     rows = _embedded_rows(data, sweep_id)
     _check_images(rows, data / "media", width=64, height=64)
     assert max(r["attempts"] for r in rows) == 2 and len({r["worker"] for r in rows}) == 2
+
+
+# --------------------------------------------------------------------------- liveness, on both brokers
+
+WATCHDOG = "watchdog: the pipeline call of stall did not finish within 4 s (EVALSITE_RENDER_WATCHDOG_SECONDS=4)"
+HANG_PROMPTS = ["a red cube", f"{HANG} a frozen clock", "a blue sphere", "a green cone"]
+
+
+def _check_hang(rows: list[dict], media_root: Path, log: Path, worker: subprocess.Popen) -> None:
+    """The hung image failed with the watchdog's message; the recycled process (same pid: execv)
+    rendered the three others, once each."""
+    hung = [row for row in rows if row["status"] == "failed"]
+    assert len(hung) == 1 and hung[0]["error"].startswith(WATCHDOG), [r["error"] for r in rows]
+    assert hung[0]["attempts"] == 1
+    _check_images(rows, media_root, width=64, height=64, failed=1)
+    assert worker.poll() is None  # the same process, replaced in place, still serving
+    text = log.read_text()
+    assert text.count(WATCHDOG) == 1 and text.count(" ready.") == 2, text[-4000:]
+
+
+def _check_exit_before_claim(worker: subprocess.Popen, log: Path) -> None:
+    assert worker.wait(timeout=240) == 3, log.read_text()[-4000:]
+    assert "EVALSITE_TEST_EXIT_BEFORE_CLAIM: exiting before claiming" in log.read_text()
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_hung_pipeline_fails_by_watchdog_and_the_recycled_worker_renders_the_rest(workers, settings):
+    stall = image_model_register_demo(demo=MODEL, path=build_stall_pipeline(Path(settings.MODEL_DIR) / "stall"))
+    suite = PromptSuiteFactory(name="hang")
+    for position, text in enumerate(HANG_PROMPTS, start=1):
+        PromptFactory(suite=suite, position=position, text=text)
+    worker = workers(EVALSITE_RENDER_WATCHDOG_SECONDS="4")
+    # one chunk; its second image hangs
+    sweep = sweep_create(suite=suite, image_models=[stall], seeds=1, canvas_width=64, canvas_height=64)
+    gens = Generation.objects.filter(sweep=sweep)
+    _wait_for(lambda: not gens.filter(status__in=("pending", "running")).exists(), timeout=300,
+              what="the hung image to fail and the rest to render", log=workers.log)
+    _check_hang(_rows(sweep), Path(settings.MEDIA_ROOT), workers.log, worker)
+    sweep.refresh_from_db()
+    assert sweep.status == SweepStatus.FAILED  # finished, with one failed image
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_worker_killed_between_receiving_and_claiming_loses_nothing(suite, tiny_models, workers, settings):
+    import redis
+
+    settings.RENDER_CHUNK_SIZE = 4  # one chunk per model
+    first = workers(EVALSITE_TEST_EXIT_BEFORE_CLAIM="1")
+    sweep = sweep_create(suite=suite, image_models=[tiny_models["tiny-sd3"], tiny_models["tiny-zimage"]], seeds=1,
+                         canvas_width=64, canvas_height=64)
+    _check_exit_before_claim(first, workers.log)
+    gens = Generation.objects.filter(sweep=sweep)
+    assert set(gens.values_list("status", "attempts")) == {("pending", 0)}
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    assert broker.hlen("unacked") == 1  # the received chunk waits there for the visibility timeout (hours)
+    workers()
+    _wait_for(lambda: not gens.exclude(status=GenerationStatus.DONE).exists(), timeout=300,
+              what="the lost chunk to be re-sent and rendered", log=workers.log)
+    rows = _rows(sweep)
+    _check_images(rows, Path(settings.MEDIA_ROOT), width=64, height=64)
+    assert {row["attempts"] for row in rows} == {1} and len({row["worker"] for row in rows}) == 1
+    assert "never claimed re-enqueued" in workers.log.read_text()
+
+
+def _embedded_shell(env, code: str) -> str:
+    return _manage(env, "shell", "-c", code).stdout
+
+
+@pytest.mark.slow
+def test_embedded_broker_hung_pipeline_fails_by_watchdog_and_the_worker_renders_the_rest(embedded, tmp_path, tiny_dir):
+    env, data = embedded
+    env = {**env, "EVALSITE_RENDER_WATCHDOG_SECONDS": "4"}
+    stall = build_stall_pipeline(tiny_dir / "stall")  # inside EVALSITE_MODEL_DIR, as the model roots ask
+    log = tmp_path / "worker.log"
+    worker = _start_worker(env=env, log=log)
+    try:
+        sweep_id = int(_embedded_shell(env, (
+            "from generation.services import image_model_register_demo, sweep_create\n"
+            "from prompts.models import PromptSuite, Prompt\n"
+            "from tests.generation.stall import MODEL\n"
+            f"m = image_model_register_demo(demo=MODEL, path={str(stall)!r})\n"
+            "s = PromptSuite.objects.create(name='hang')\n"
+            f"for i, t in enumerate({HANG_PROMPTS!r}):\n"
+            "    Prompt.objects.create(suite=s, position=i + 1, text=t)\n"
+            "print(sweep_create(suite=s, image_models=[m], seeds=1, canvas_width=64, canvas_height=64).pk)\n"
+        )).strip().splitlines()[-1])
+        _wait_for(lambda: {r["status"] for r in _embedded_rows(data, sweep_id)} <= {"done", "failed"}, timeout=300,
+                  what="the hung image to fail and the rest to render", log=log)
+        _check_hang(_embedded_rows(data, sweep_id), data / "media", log, worker)
+    finally:
+        _stop(worker)
+
+
+@pytest.mark.slow
+def test_embedded_broker_worker_killed_between_receiving_and_claiming_loses_nothing(embedded, tmp_path):
+    """The filesystem broker deletes a message when it is delivered: the chunk exists only in the database."""
+    env, data = embedded
+    env = {**env, "EVALSITE_RENDER_CHUNK_SIZE": "3"}  # one chunk per model
+    log = tmp_path / "worker.log"
+    first = _start_worker(env={**env, "EVALSITE_TEST_EXIT_BEFORE_CLAIM": "1"}, log=log)
+    try:
+        result = _manage(env, "run_sweep", "--suite", "embedded", "--models", "tiny-sd3,tiny-zimage", "--seeds", "1",
+                         "--width", "64", "--height", "64")
+        sweep_id = int(result.stdout.strip().splitlines()[-1])
+        _check_exit_before_claim(first, log)
+        assert {(r["status"], r["attempts"]) for r in _embedded_rows(data, sweep_id)} == {("pending", 0)}
+        second = _start_worker(env=env, log=log)
+        try:
+            _wait_for(lambda: {r["status"] for r in _embedded_rows(data, sweep_id)} == {"done"}, timeout=300,
+                      what="the lost chunk to be re-sent and rendered", log=log)
+        finally:
+            _stop(second)
+    finally:
+        _stop(first, signal.SIGKILL)
+    rows = _embedded_rows(data, sweep_id)
+    assert len(rows) == 6
+    _check_images(rows, data / "media", width=64, height=64)
+    assert {r["attempts"] for r in rows} == {1} and len({r["worker"] for r in rows}) == 1
+    assert "never claimed re-enqueued" in log.read_text()
