@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "axes",
     "evalsite",
     "template_partials",
     "prompts",
@@ -71,6 +72,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: staff login lockout (django-axes)
 ]
 
 ROOT_URLCONF = "evalsite.urls"
@@ -110,6 +112,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Per-process memory by default; with several web processes set CACHE_URL=redis://host:6379/1 so a
 # leaderboard is computed once for all of them (docker-compose does).
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# Abuse counters (rate limits, login lockout) must be seen by every web process: the shared cache when
+# there is one, else files in the data dir (a per-process memory cache would multiply every limit).
+CACHES["limits"] = (
+    env.cache_url("CACHE_URL") if "CACHE_URL" in os.environ
+    else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(DATA_DIR / "limits")}
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -117,6 +125,33 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+
+# --- abuse limits (issue 12) ---------------------------------------------------------------------
+# Staff login lockout (django-axes, counted in the cache: CACHE_URL must be shared across web
+# processes in production, as docker-compose's Redis is): AXES_FAILURE_LIMIT failures from one
+# address lock it out for AXES_COOLOFF_MINUTES (HTTP 429).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# On the shared cache (Redis) when there is one; the embedded mode has none that all processes
+# share atomically, so it counts in the database there.
+AXES_HANDLER = ("axes.handlers.cache.AxesCacheHandler" if "CACHE_URL" in os.environ
+                else "axes.handlers.database.AxesDatabaseHandler")
+AXES_CACHE = "limits"
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=15.0) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+# Panelist endpoints (django-ratelimit, same cache): "count/period" per key.
+RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+RATELIMIT_USE_CACHE = "limits"
+EVALSITE_RATES = {
+    "share_client": env.str("EVALSITE_RATE_SHARE_CLIENT", default="5/h"),    # panelists one address mints
+    "share_study": env.str("EVALSITE_RATE_SHARE_STUDY", default="120/h"),    # panelists one study's link mints
+    "token_miss": env.str("EVALSITE_RATE_TOKEN_MISS", default="20/h"),       # wrong tokens from one address
+    "answer": env.str("EVALSITE_RATE_ANSWER", default="30/m"),               # answers/skips/changes per panelist
+    "image": env.str("EVALSITE_RATE_IMAGE", default="120/m"),                # image fetches per panelist
+    "invite": env.str("EVALSITE_RATE_INVITE", default="300/h"),              # invite links per staff user
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

@@ -137,6 +137,8 @@ class Panelist(models.Model):
     excluded = models.BooleanField(default=False, help_text="Ratings leave the score table; kept in exports.")
     excluded_reason = models.CharField(max_length=200, blank=True)
     is_simulated = models.BooleanField(default=False)
+    from_share = models.BooleanField(default=False, editable=False,
+                                     help_text="Minted by the study's shared link (counted against its cap).")
     planned_items = models.PositiveIntegerField(
         null=True, blank=True, editable=False,
         help_text="Items this panelist was told to expect when they started (their progress total never shrinks).",

@@ -18,7 +18,7 @@ from evalsite.access import PERM_EXPORT_RATINGS, PERM_MANAGE_STUDY, PERM_VIEW_RE
 from generation.engine.normalize import pad_for_serving
 from generation.models import Generation
 
-from . import selectors, services
+from . import limits, selectors, services
 from .forms import CriterionForm, ExcludeForm, StudyCreateForm
 from .models import Assignment, AssignmentKind, Panelist, Study, StudyStatus
 from .services import RatingRefused
@@ -38,15 +38,34 @@ def _private(response: HttpResponse) -> HttpResponse:
     return response
 
 
+# Per-panelist rate limit of each panelist endpoint (ratings.limits); answers count POSTs only.
+PANELIST_RATES = {"assignment_answer": "answer", "assignment_skip": "answer", "assignment_change": "answer",
+                  "panelist_image": "image"}
+TOO_MANY = "Too many requests from this link or address; please wait a minute and try again."
+
+
 def panelist_view(view):
-    """Panelist responses, redirects and "not found" included, are private and never stored."""
+    """Panelist responses, redirects and "not found" included, are private and never stored.
+
+    Rate limits (issue 12): an address that sent too many wrong tokens gets 429 before any lookup;
+    every "not found" counts against it; each panelist endpoint is limited per token.
+    """
+    rule = PANELIST_RATES.get(view.__name__)
 
     @functools.wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        token = kwargs.get("token", "")
+        if limits.over_limit(request, rule="token_miss", key="ip", increment=False):
+            return _refused(request, services.TooManyRequests(TOO_MANY))
+        if rule and (rule != "answer" or request.method == "POST") and limits.over_limit(
+                request, rule=rule, key=limits.by(token)):
+            return _refused(request, services.TooManyRequests(TOO_MANY), token=token)
         try:
             response = view(request, *args, **kwargs)
         except Http404:
             response = render(request, "ratings/message.html", {"message": "This link is not valid."}, status=404)
+        if response.status_code == 404:
+            limits.over_limit(request, rule="token_miss", key="ip")
         return _private(response)
 
     return wrapped
@@ -160,6 +179,9 @@ def panelist_start(request: HttpRequest, token: str) -> HttpResponse:
             known = request.session.get(SESSION_PANELISTS, {}).get(str(study.pk))
             panelist = Panelist.objects.filter(token=known, study=study).first() if known else None
             if panelist is None:
+                if (limits.over_limit(request, rule="share_client", key="ip")
+                        or limits.over_limit(request, rule="share_study", key=limits.by(f"study-{study.pk}"))):
+                    raise services.TooManyRequests(TOO_MANY)
                 panelist = services.panelist_from_share(study=study)
                 remembered = dict(request.session.get(SESSION_PANELISTS, {}))
                 remembered[str(study.pk)] = panelist.token
@@ -381,6 +403,9 @@ def study_set_status(request: HttpRequest, pk: int, action: str) -> HttpResponse
 @require_POST
 def study_invite(request: HttpRequest, pk: int) -> HttpResponse:
     study = _study_action(request, pk)
+    if limits.over_limit(request, rule="invite", key="user"):
+        messages.error(request, "Too many invite links in the last hour; please wait.")
+        return HttpResponse(TOO_MANY, status=429, content_type="text/plain")
     panelist = services.panelist_create(study=study)
     request.session["ratings_new_invite"] = selectors.panelist_invite_url(panelist=panelist)
     messages.success(request, f"New invite link for {panelist.pseudonym}.")

@@ -36,9 +36,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
-    """Each test writes images into its own folder."""
+    """Each test writes images into its own folder, and counts rate limits in a cache of its own."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MODEL_DIR = tmp_path / "models"
+    settings.CACHES = {**settings.CACHES, "limits": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                                     "LOCATION": f"limits-{tmp_path}"}}
 
 
 @pytest.fixture(autouse=True)

@@ -20,8 +20,10 @@ from .errors import (
     LinkRevoked,
     NotAssigned,
     RatingRefused,
+    ShareLinkFull,
     StudyNotOpen,
     StudySetupError,
+    TooManyRequests,
 )
 from .panelists import (
     panelist_check,
@@ -52,8 +54,10 @@ __all__ = [
     "LinkRevoked",
     "NotAssigned",
     "RatingRefused",
+    "ShareLinkFull",
     "StudyNotOpen",
     "StudySetupError",
+    "TooManyRequests",
     "assignment_change_sides",
     "assignment_next",
     "assignment_skip",

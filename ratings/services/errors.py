@@ -41,3 +41,15 @@ class InvalidScores(RatingRefused):
 
 class StudySetupError(RatingRefused):
     """A study can't be created or opened as asked (staff-facing)."""
+
+
+class ShareLinkFull(RatingRefused):
+    """The shared link minted the most panelists the study allows (Study.share_max_panelists)."""
+
+    status_code = 403
+
+
+class TooManyRequests(RatingRefused):
+    """A rate limit (issue 12): too many requests of this kind from this client, link or study."""
+
+    status_code = 429

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from ..models import Panelist, Study, StudyStatus
 from ..signals import results_inputs_changed_on_commit
-from .errors import LinkRevoked, StudyNotOpen, StudySetupError
+from .errors import LinkRevoked, ShareLinkFull, StudyNotOpen, StudySetupError
 
 PSEUDONYM_MAX = 64
 
@@ -40,7 +40,16 @@ def panelist_from_share(*, study: Study) -> Panelist:
     """The shared study link mints a panelist on first visit (only while the study is open)."""
     if study.status != StudyStatus.OPEN:
         raise StudyNotOpen("This study is not open for rating.")
-    return panelist_create(study=study)
+    with transaction.atomic():
+        # the study row lock makes the cap exact under concurrent visitors
+        Study.objects.select_for_update().filter(pk=study.pk).values_list("pk", flat=True).first()
+        minted = Panelist.objects.filter(study=study, from_share=True).count()
+        if minted >= study.share_max_panelists:
+            raise ShareLinkFull("This study has all the panelists it asked for through this link. Thank you!")
+        panelist = panelist_create(study=study)
+        Panelist.objects.filter(pk=panelist.pk).update(from_share=True)
+        panelist.from_share = True
+    return panelist
 
 
 def panelist_check(*, panelist: Panelist) -> None:
