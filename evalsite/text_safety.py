@@ -22,11 +22,15 @@ BIDI_CONTROLS = frozenset(
 INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad")
 
 
+def _is_control(ch: str) -> bool:
+    return ch in BIDI_CONTROLS or ch in INVISIBLE or (unicodedata.category(ch) == "Cc" and ch not in "\t\n\r")
+
+
 def hidden_controls(text: str) -> list[str]:
     """The direction and other invisible control characters in ``text``, as U+XXXX names, in order, once each."""
     seen: dict[str, None] = {}
     for ch in text or "":
-        if ch in BIDI_CONTROLS or ch in INVISIBLE or (unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"):
+        if _is_control(ch):
             seen.setdefault(f"U+{ord(ch):04X}", None)
     return list(seen)
 
@@ -35,7 +39,7 @@ def bidi_safe(text: str | None) -> SafeString:
     """Escaped ``text`` in an isolating ``<bdi dir="auto">``, each control shown as a visible mark."""
     out = []
     for ch in text or "":
-        if ch in BIDI_CONTROLS or ch in INVISIBLE or (unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"):
+        if _is_control(ch):
             name = unicodedata.name(ch, "control character").lower()
             out.append(f'<span class="ctl" title="{escape(name)}">⟨U+{ord(ch):04X}⟩</span>')
         else:
