@@ -49,11 +49,12 @@ def model_roots() -> list[Path]:
 
 
 def source_error(*, source: str) -> str:
-    """A source is a hub repo id (org/name) or a model directory inside one of the model roots.
+    """A source is a hub repo id (org/name) or a model directory (inside a model root, or existing).
 
-    Never a filesystem root or any folder outside the roots (a worker would load whatever is
-    there). A directory the web host cannot see (a GPU host's own volume) is accepted when it lies
-    inside a root; one it can see must be a directory.
+    Never a filesystem root or an arbitrary folder (a worker would load whatever is there): outside
+    the roots only an existing model directory (model_index.json or config.json) is accepted. A
+    directory the web host cannot see (a GPU host's own volume) is accepted when it lies inside a
+    root; one it can see must be a directory.
     """
     source = (source or "").strip()
     if not source:
@@ -64,6 +65,9 @@ def source_error(*, source: str) -> str:
             return f"{source!r}: give the directory without '..' or '//'."
         roots = model_roots()
         inside = [r for r in roots if path != r and path.is_relative_to(r)]
+        if not inside and len(path.parts) > 2 and path.is_dir() and any(
+                (path / name).is_file() for name in ("model_index.json", "config.json")):
+            return ""  # an existing model directory elsewhere (build_demo_models --dir)
         if not inside:
             where = ", ".join(str(r) for r in roots)
             return f"{source!r} is not a model directory inside the model roots ({where}; EVALSITE_MODEL_ROOTS)."

@@ -150,3 +150,11 @@ def test_rendering_passes_remote_code_only_from_the_field():
 
     assert "trust_remote_code" not in image_model_spec(model=ImageModelFactory()).load_params
     assert image_model_spec(model=ImageModelFactory(trust_remote_code=True)).load_params["trust_remote_code"] is True
+
+
+def test_an_existing_model_directory_outside_the_roots_passes_an_arbitrary_folder_does_not(tmp_path):
+    model = tmp_path / "elsewhere" / "my-model"
+    model.mkdir(parents=True)
+    assert "inside the model roots" in " ".join(image_model_errors(model=_model(source=str(model)))["source"])
+    (model / "model_index.json").write_text("{}")
+    assert image_model_errors(model=_model(source=str(model))) == {}
