@@ -96,7 +96,7 @@ def test_skip_with_reason_by_keyboard(page, live_server):
     page.keyboard.press("Enter")
     page.wait_for_function(
         "(b) => document.getElementById('rating-item').getAttribute('data-assignment') !== b", arg=before)
-    skipped = Assignment.objects.get(pk=int(before))
+    skipped = Assignment.objects.get(ref=before)  # the page carries the opaque ref, not the id
     assert skipped.status == AssignmentStatus.SKIPPED and skipped.skip_reason == "The image did not load"
 
 
