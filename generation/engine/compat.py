@@ -123,7 +123,7 @@ def cpu_remote_code() -> Iterator[None]:
     on a CPU the index is None and torch raises. While the engine calls such code on a CPU,
     set_device(None) does nothing (CUDA devices are passed through unchanged). Its nvtx.range
     markers need a CUDA build of torch: on a CPU-only build they become no-op contexts. Its
-    torch.autocast(device_type="cuda") regions become CPU autocast regions of the same dtype."""
+    torch.autocast(device_type="cuda") regions become CPU autocast regions in bf16."""
     from torch.cuda import nvtx
 
     original = torch.cuda.set_device
@@ -139,14 +139,29 @@ def cpu_remote_code() -> Iterator[None]:
     original_autocast = torch.autocast
 
     def autocast(device_type, *args, **kwargs):
-        # its bf16 denoising loop and fp16 VAE decode are written as CUDA autocast regions
-        return original_autocast("cpu" if device_type == "cuda" else device_type, *args, **kwargs)
+        # its bf16 denoising loop and fp16 VAE decode are written as CUDA autocast regions; CPU
+        # autocast runs both in bf16 (its fp16 leaves group_norm with mixed dtypes on a CPU)
+        if device_type != "cuda":
+            return original_autocast(device_type, *args, **kwargs)
+        kwargs["dtype"] = torch.bfloat16
+        return original_autocast("cpu", **kwargs)
+
+    original_group_norm = torch.nn.functional.group_norm
+
+    def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+        # CUDA autocast runs group_norm in fp32 whatever the input; CPU kernels refuse a float input
+        # with bf16 parameters (the VAE decode of a bf16 model): match the parameters' dtype
+        if weight is not None and input.dtype != weight.dtype:
+            input = input.to(weight.dtype)
+        return original_group_norm(input, num_groups, weight, bias, eps)
 
     torch.cuda.set_device = set_device
     torch.autocast = autocast
+    torch.nn.functional.group_norm = group_norm
     try:
         yield
     finally:
         torch.cuda.set_device = original
         torch.autocast = original_autocast
+        torch.nn.functional.group_norm = original_group_norm
         nvtx.range = original_range
