@@ -3,6 +3,7 @@ from django.contrib import admin
 
 from .models import Assignment, Criterion, Panelist, Rating, Study
 from .selectors import study_locked_fields
+from .services import study_default_criteria_ensure, study_items_sync
 
 
 class CriterionInline(admin.TabularInline):
@@ -44,8 +45,6 @@ class StudyAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         """A study made here without criteria gets the default ones, and its items."""
         super().save_related(request, form, formsets, change)
-        from .services import study_default_criteria_ensure, study_items_sync
-
         study_default_criteria_ensure(study=form.instance)
         study_items_sync(study=form.instance)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,7 +13,7 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
-from generation.models import Generation, GenerationStatus
+from generation.models import Generation, GenerationStatus, Sweep
 from generation.selectors import sweep_progress
 from prompts.models import Prompt
 
@@ -66,23 +64,20 @@ CRITERIA_CACHE_S = 10
 
 
 def study_criteria(*, study: Study) -> list[Criterion]:
-    """The study's criteria: once per Study instance, and shared by a process for a few seconds.
+    """The study's criteria, shared by a process's requests for a few seconds (from the cache).
 
-    Criteria change rarely (staff edits); a panelist request needs them three times.
+    Criteria change rarely (staff edits, which forget the cached copy); a panelist request needs
+    them up to three times, each a cache read, never a query. Nothing is kept on the Study instance.
     """
-    cached = study.__dict__.get("_criteria_cache")
+    key = f"ratings:criteria:{study.pk}"
+    cached = cache.get(key)
     if cached is None:
-        key = f"ratings:criteria:{study.pk}"
-        cached = cache.get(key)
-        if cached is None:
-            cached = list(Criterion.objects.filter(study_id=study.pk))
-            cache.set(key, cached, timeout=CRITERIA_CACHE_S)
-        study.__dict__["_criteria_cache"] = cached
+        cached = list(Criterion.objects.filter(study_id=study.pk))
+        cache.set(key, cached, timeout=CRITERIA_CACHE_S)
     return cached
 
 
 def study_criteria_forget(*, study: Study) -> None:
-    study.__dict__.pop("_criteria_cache", None)
     cache.delete(f"ratings:criteria:{study.pk}")
 
 
@@ -260,8 +255,6 @@ def panelist_open_image(*, token: str, public_id: str) -> tuple[str, str, int, i
     item loads one or two images): a revoked link, someone else's image or an answered item
     all come back empty.
     """
-    from generation.models import Sweep
-
     sql = (
         f"SELECT g.image, sw.image_format, sw.canvas_width, sw.canvas_height FROM {Panelist._meta.db_table} p "
         f"JOIN {Assignment._meta.db_table} a ON a.panelist_id = p.id "
@@ -323,72 +316,6 @@ def study_progress(*, study: Study) -> dict:
 def study_sweep_progress(*, study: Study) -> list[dict]:
     """Per-model render progress of the study's sweep (generation's selector)."""
     return list(sweep_progress(sweep=study.sweep))
-
-
-def panelist_quality(*, study: Study) -> list[dict]:
-    """Per panelist: items, gold pass rate (flag), median seconds per item, agreement with the others.
-
-    Agreement is the mean absolute difference between a panelist's score and the mean of the
-    other panelists' scores on the same image and criterion (non-gold ratings only), and the
-    Pearson r between the two where there is enough data. Four queries, whatever the panel size.
-    """
-    panelists = list(Panelist.objects.filter(study=study).order_by("created_at"))
-    stats = panelist_counts(study=study)  # the numbers each panelist is shown
-    elapsed: dict[int, list[int]] = defaultdict(list)
-    for pid, ms in Assignment.objects.filter(
-        study=study, status=AssignmentStatus.DONE, elapsed_ms__isnull=False
-    ).values_list("panelist_id", "elapsed_ms"):
-        elapsed[pid].append(ms)
-
-    gold: dict[int, list[int]] = defaultdict(list)
-    by_cell: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
-    for pid, gen_id, crit_id, key, score, is_gold in Rating.objects.filter(study=study).values_list(
-        "panelist_id", "generation_id", "criterion_id", "criterion__key", "score", "assignment__is_gold"
-    ):
-        if is_gold:
-            if key == PROMPT_ACCURACY_KEY:
-                gold[pid].append(score)
-        else:
-            by_cell[(gen_id, crit_id)].append((pid, score))
-
-    pairs: dict[int, list[tuple[float, float]]] = defaultdict(list)
-    for cell in by_cell.values():
-        if len(cell) < 2:
-            continue
-        total = sum(s for _, s in cell)
-        for pid, score in cell:
-            pairs[pid].append((score, (total - score) / (len(cell) - 1)))
-
-    out = []
-    for p in panelists:
-        s = stats.get(p.pk, {})
-        g = gold.get(p.pk, [])
-        passed = sum(1 for score in g if score < GOLD_FAIL_SCORE)
-        gold_rate = passed / len(g) if g else None
-        agree = pairs.get(p.pk, [])
-        mad = sum(abs(a - b) for a, b in agree) / len(agree) if agree else None
-        corr = None
-        if len(agree) >= 3:
-            try:
-                corr = statistics.correlation([a for a, _ in agree], [b for _, b in agree])
-            except statistics.StatisticsError:
-                corr = None
-        ms = elapsed.get(p.pk, [])
-        out.append({
-            "panelist": p,
-            "done": s.get("answered", 0),
-            "skipped": s.get("skipped", 0),
-            "gold_n": len(g),
-            "gold_failed": len(g) - passed,
-            "gold_passed": passed,
-            "gold_pass_rate": gold_rate,
-            "flagged": gold_rate is not None and gold_rate < GOLD_FLAG_BELOW,
-            "median_seconds": statistics.median(ms) / 1000.0 if ms else None,
-            "agreement_mad": mad,
-            "agreement_r": corr,
-            "agreement_n": len(agree),
-        })
-    return out
 
 
 # --------------------------------------------------------------------------- active assignment input

@@ -15,10 +15,10 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
 from evalsite.access import PERM_EXPORT_RATINGS, PERM_MANAGE_STUDY, PERM_VIEW_RESULTS, staff_permission_required
-from generation.engine.normalize import pad_for_serving
+from generation.engine.normalize import CONTENT_TYPES, pad_for_serving
 from generation.models import Generation
 
-from . import limits, selectors, services
+from . import limits, quality, selectors, services
 from .forms import CriterionForm, ExcludeForm, StudyCreateForm
 from .models import Assignment, AssignmentKind, Panelist, Study, StudyStatus
 from .services import RatingRefused
@@ -26,7 +26,6 @@ from .services import RatingRefused
 SESSION_PANELISTS = "ratings_panelists"  # {study_id: panelist token} for shared-link visitors
 SCALE = range(1, 11)
 SKIP_REASONS = ("The image did not load", "The image is offensive", "I cannot judge this one")
-CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 CHECKED = mark_safe(" checked")
 IMAGE_STORAGE = Generation._meta.get_field("image").storage
 FIELD = re.compile(r"(single|left|right)-([\w-]{1,50})")
@@ -117,20 +116,10 @@ def _item_context(*, panelist: Panelist, assignment: Assignment | None, chosen: 
     return ctx
 
 
-def _load_for_display(assignment: Assignment | None) -> Assignment | None:
-    """The assignment with its images and prompt (already there when assignment_next just made it)."""
-    if assignment is None:
-        return None
-    loaded = assignment._state.fields_cache
-    if "left" in loaded and "shown_prompt" in loaded and (assignment.right_id is None or "right" in loaded):
-        return assignment
-    return Assignment.objects.select_related("left", "right", "shown_prompt").get(pk=assignment.pk)
-
-
 def _render_item(request: HttpRequest, panelist: Panelist, assignment: Assignment | None, *, saved: str = "",
                  chosen: dict | None = None, error: str = "", status: int = 200,
                  changing: dict | None = None) -> HttpResponse:
-    ctx = _item_context(panelist=panelist, assignment=_load_for_display(assignment), chosen=chosen, error=error,
+    ctx = _item_context(panelist=panelist, assignment=assignment, chosen=chosen, error=error,
                         changing=changing)
     ctx["saved"] = saved
     template = "ratings/_item.html" if request.htmx else "ratings/rate.html"
@@ -361,13 +350,11 @@ def study_new(request: HttpRequest) -> HttpResponse:
 @staff_permission_required(PERM_MANAGE_STUDY)
 def study_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     study = get_object_or_404(Study.objects.select_related("sweep", "sweep__suite"), pk=pk)
-    if study.status != StudyStatus.CLOSED:
-        services.study_items_sync(study=study)
     ctx = {
         "study": study,
         "progress": selectors.study_progress(study=study),
         "sweep_progress": selectors.study_sweep_progress(study=study),
-        "quality": selectors.panelist_quality(study=study),
+        "quality": quality.panelist_quality(study=study),
         "criteria": study.criteria.all(),
         "criterion_form": CriterionForm(),
         "share_url": selectors.study_share_url(study=study),

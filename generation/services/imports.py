@@ -31,6 +31,7 @@ from django.utils.text import slugify
 
 from evalsite.errors import ServiceError
 from generation.models import Backend, Generation, GenerationStatus, ImageModel, Origin, Sweep
+from generation.signals import sweep_images_added
 from prompts.models import Prompt
 
 logger = logging.getLogger(__name__)
@@ -465,6 +466,7 @@ def _write(*, sweep, model, model_name, bundle, rows, native, normalize) -> dict
         _delete(storage, saved)
         raise
     logger.info("imported %d images of %s into sweep %s", len(rows), model.slug, sweep.pk)
+    sweep_images_added.send(sender=Sweep, sweep_id=sweep.pk)
     return {"model": model, "images": len(rows), "created_model": created_model}
 
 

@@ -7,6 +7,7 @@ rendered, so a killed worker loses at most the image it was working on.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import socket
@@ -21,14 +22,19 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from PIL import Image
 
+from generation.engine.normalize import EXTENSIONS, normalize_image
+from generation.engine.ocr import TextCheck, text_check
+from generation.engine.spec import ModelSpec, RenderOutcome, RenderRequest
 from generation.models import Generation, GenerationStatus, ImageModel, Sweep, generation_upload_to
+from generation.signals import sweep_images_added
 
 from .liveness import model_seconds_measured, worker_liveness
+from .sweeps import sweep_status_refresh
 
 if TYPE_CHECKING:
-    from generation.engine import Engine, ModelSpec, RenderOutcome
-    from generation.engine.ocr import TextCheck
+    from generation.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +53,8 @@ def engine_get() -> Engine:
     global _engine
     with _engine_lock:
         if _engine is None:
+            # Only here: the Engine module imports torch, which only a worker may load (the web process
+            # imports this module too, for the services it shares with the worker).
             from generation.engine import Engine
 
             budget = settings.GPU_VRAM_BUDGET_GB
@@ -55,8 +63,6 @@ def engine_get() -> Engine:
 
 
 def image_model_spec(*, model: ImageModel) -> ModelSpec:
-    from generation.engine import ModelSpec
-
     return ModelSpec(
         slug=model.slug,
         source=model.source,
@@ -134,8 +140,6 @@ def generation_fail(*, generation_id: int, error: str) -> bool:
 
 
 def _extension(fmt: str) -> str:
-    from generation.engine.normalize import EXTENSIONS
-
     return EXTENSIONS[fmt]
 
 
@@ -145,8 +149,6 @@ def image_encode(*, outcome: RenderOutcome, sweep: Sweep) -> tuple[bytes | None,
         return None, outcome.error
     if outcome.image is None:
         return None, "the model returned no image"
-    from generation.engine import normalize_image
-
     try:
         return normalize_image(
             outcome.image, width=sweep.canvas_width, height=sweep.canvas_height, fmt=sweep.image_format
@@ -164,12 +166,6 @@ def image_encode_and_check(
     encoded = image_encode(outcome=outcome, sweep=sweep)
     if not expected_text or encoded[0] is None:
         return encoded, None
-    import io
-
-    from PIL import Image
-
-    from generation.engine.ocr import text_check
-
     return encoded, text_check(Image.open(io.BytesIO(encoded[0])), expected=expected_text, language=language)
 
 
@@ -270,8 +266,6 @@ def _render_into(
     fallback_for: ImageModel | None = None,
 ) -> None:
     """Render `remaining` with `model`, saving and removing each image as it arrives."""
-    from generation.engine import RenderRequest
-
     spec = image_model_spec(model=model)
     snapshot = _snapshot(
         spec=spec, sweep=sweep, environment=_environment_get(engine),
@@ -368,7 +362,6 @@ def _chunk_render(
 ) -> ChunkResult:
     from generation.engine import LoadError, OutOfMemory
 
-    from .sweeps import sweep_status_refresh
 
     worker = worker or worker_name()
     result = ChunkResult()
@@ -415,4 +408,6 @@ def _chunk_render(
         if remaining:  # the engine yielded fewer images than asked for
             _fail_all(remaining, "the engine returned no result for this image", result)
     sweep_status_refresh(sweep=sweep)
+    if result.done:
+        sweep_images_added.send(sender=Sweep, sweep_id=sweep.pk)
     return result

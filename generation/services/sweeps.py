@@ -182,6 +182,8 @@ def sweep_enqueue(*, sweep: Sweep, generation_ids: Iterable[int] | None = None) 
 
     Safe to call again: a chunk skips images that are done or held by a live worker.
     """
+    # Not at the top: generation.tasks imports these services (a task only calls a service), so a
+    # module-level import here would be a cycle; the task is looked up when a sweep is enqueued.
     from generation.tasks import render_chunk
 
     rows = sweep.generations.filter(status=GenerationStatus.PENDING)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Literal
 
 from .base import ItemStream, Problem, blank_line_problem, prompt_key, row_from_mapping
 
 
-def delimited_records(text: str, *, delimiter: str, quoting: int):
+def delimited_records(text: str, *, delimiter: str, quoting: Literal[0, 1, 2, 3]):
     """(first line, fields) per record, or (line, Problem) for a record that does not parse.
 
     Also read by ratings.services.imports (ratings CSV/TSV files).

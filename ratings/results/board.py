@@ -238,8 +238,9 @@ def _decode(tp: Any, value: Any) -> Any:
         return {k: _decode(value_type, v) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         hints = get_type_hints(tp)
-        return tp(**{f.name: _decode(hints[f.name], value[f.name])
-                     for f in dataclasses.fields(tp) if f.name in value})
+        make: Any = tp
+        return make(**{f.name: _decode(hints[f.name], value[f.name])
+                       for f in dataclasses.fields(tp) if f.name in value})
     if tp is float:
         return float(value)
     return value

@@ -25,7 +25,8 @@ from generation.models import Generation, GenerationStatus, ImageModel, Origin
 from prompts.models import Prompt
 
 from ..models import Criterion, Panelist, Rating, RatingChange, Side, Study, StudyStatus
-from ..selectors import GOLD_FAIL_SCORE, GOLD_FLAG_BELOW, PROMPT_ACCURACY_KEY
+from ..quality import panelist_quality
+from ..selectors import PROMPT_ACCURACY_KEY
 from . import stats
 from .board import (
     BOARD_FORMAT,
@@ -375,7 +376,7 @@ def leaderboard_compute(*, study: Study) -> Board:
         by_category=dict(sorted(by_category.items())),
         agreement={key: res.agreement for key, res in per_criterion.items()},
         pairs=_pair_results(a=a, criteria=inp.criteria, model_ids=inp.model_ids),
-        raters=_rater_summary(all_ratings=all_ratings, a=a, criteria=inp.criteria, study=study),
+        raters=_rater_summary(study=study, n_gold_answers=_gold_answers(all_ratings=all_ratings, criteria=inp.criteria)),
         ocr=ocr_results(study=study, model_ids=inp.model_ids, a=a, criteria=inp.criteria),
         n_ratings_total=len(all_ratings), n_ratings_used=len(a),
         n_ratings_excluded=int(all_ratings.excluded.sum()), n_ratings_gold=int(all_ratings.is_gold.sum()),
@@ -472,40 +473,27 @@ def _pair_results(*, a: RatingArrays, criteria: list[Criterion], model_ids: list
     )
 
 
-def _rater_summary(*, all_ratings: RatingArrays, a: RatingArrays, criteria: list[Criterion],
-                   study: Study) -> RaterSummary:
-    """Panel size, exclusions, gold pass rates and agreement with the others (per panelist, then summarised)."""
-    panelists = list(Panelist.objects.filter(study=study).values_list("id", "pseudonym", "excluded", "is_simulated"))
-    crit_key = {c.pk: c.key for c in criteria}
-    # gold: prompt accuracy of an image shown with the wrong prompt should be low
-    gold = all_ratings.take(all_ratings.is_gold & np.isin(all_ratings.criterion,
-                                                          [c for c, k in crit_key.items() if k == PROMPT_ACCURACY_KEY]))
-    gold_n = np.bincount(gold.panelist, minlength=1) if len(gold) else np.zeros(1, int)
-    gold_fail = np.bincount(gold.panelist, weights=gold.score >= GOLD_FAIL_SCORE, minlength=1) if len(gold) else gold_n
-    # consensus: each rating against the mean of the others on the same image and criterion
-    corr_by_panelist: dict[int, float] = {}
-    if len(a):
-        pids, r_of = _dense(a.panelist)
-        _, item_of = _dense(a.generation * 1_000_003 + a.criterion)
-        q = stats.rater_quality(scores=a.score, rater=r_of, item=item_of, n_raters=len(pids))
-        corr_by_panelist = {int(p): float(c) for p, c in zip(pids.tolist(), q.consensus_r, strict=True) if not math.isnan(c)}
-    counts = dict(zip(*np.unique(all_ratings.panelist, return_counts=True), strict=True)) if len(all_ratings) else {}
-    rows = []
-    for pid, pseudonym, excluded, simulated in panelists:
-        n_gold = int(gold_n[pid]) if pid < gold_n.size else 0
-        failed = int(gold_fail[pid]) if pid < len(gold_fail) else 0
-        pass_rate = (n_gold - failed) / n_gold if n_gold else None
-        rows.append(RaterRow(
-            id=pid, pseudonym=pseudonym, excluded=excluded, simulated=simulated,
-            n_ratings=int(counts.get(pid, 0)), gold_n=n_gold, gold_pass_rate=pass_rate,
-            flagged=pass_rate is not None and pass_rate < GOLD_FLAG_BELOW, consensus_r=corr_by_panelist.get(pid),
-        ))
+def _gold_answers(*, all_ratings: RatingArrays, criteria: list[Criterion]) -> int:
+    """Prompt-accuracy scores given to attention checks (an image shown with another prompt)."""
+    gold_criteria = [c.pk for c in criteria if c.key == PROMPT_ACCURACY_KEY]
+    return int((all_ratings.is_gold & np.isin(all_ratings.criterion, gold_criteria)).sum())
+
+
+def _rater_summary(*, study: Study, n_gold_answers: int) -> RaterSummary:
+    """Panel size, exclusions, gold pass rates and agreement with the others: ratings.quality's rows
+    (the dashboard's numbers), summarised over the panelists who rated."""
+    rows = [RaterRow(
+        id=q.panelist.pk, pseudonym=q.panelist.pseudonym, excluded=q.panelist.excluded,
+        simulated=q.panelist.is_simulated, n_ratings=q.n_ratings, gold_n=q.gold_n, gold_pass_rate=q.gold_pass_rate,
+        flagged=q.flagged, consensus_r=q.agreement_r,
+    ) for q in panelist_quality(study=study)]
     active = [r for r in rows if r.n_ratings]
     rs = [r.consensus_r for r in active if r.consensus_r is not None and not r.excluded]
+    with_r = [(r.consensus_r, r.id, r) for r in active if r.consensus_r is not None]
     return RaterSummary(
         n_panelists=len(active), n_excluded=sum(r.excluded for r in active),
         n_simulated=sum(r.simulated for r in active), n_flagged=sum(r.flagged for r in active),
         median_consensus_r=float(np.median(rs)) if rs else None,
-        lowest=tuple(sorted((r for r in active if r.consensus_r is not None), key=lambda r: r.consensus_r or 0)[:5]),
-        gold_n=int(len(gold)),
+        lowest=tuple(r for _, _, r in sorted(with_r)[:5]),
+        gold_n=n_gold_answers,
     )

@@ -18,6 +18,8 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import F
 
+from generation.engine.demo_draw.scene import image_quality, painter_flaws, plan_image
+
 from ..models import Assignment, AssignmentKind, Study, StudyItem, StudyStatus
 from ..selectors import PROMPT_ACCURACY_KEY, criteria_for_prompt
 from ..services import (
@@ -73,16 +75,12 @@ class _Truth:
         drew (its plan for this prompt and seed); for any other model, its latent quality."""
         model = gen.model
         if model.pk not in self._flaws:
-            from generation.engine.demo_draw.scene import painter_flaws
-
             try:
                 self._flaws[model.pk] = painter_flaws(model.source)
             except (OSError, ValueError, TypeError):
                 self._flaws[model.pk] = None
         flaws = self._flaws[model.pk]
         if flaws is not None:
-            from generation.engine.demo_draw.scene import image_quality, plan_image
-
             value = image_quality(plan_image(prompt=gen.prompt.text, seed=int(gen.seed), flaws=flaws)).get(key)
             if value is not None:
                 return value

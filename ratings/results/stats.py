@@ -338,45 +338,6 @@ def krippendorff_interval_alpha(*, scores, rater: np.ndarray, item: np.ndarray) 
     )
 
 
-@dataclass(frozen=True)
-class RaterQuality:
-    """Per rater: how many ratings, correlation with the consensus of the others, gold pass rate."""
-
-    n_ratings: np.ndarray
-    consensus_r: np.ndarray  # Pearson r with the leave-one-out item mean; nan when undefined
-    offset: np.ndarray
-    stretch: np.ndarray
-
-
-def rater_quality(
-    *, scores, rater: np.ndarray, item: np.ndarray, n_raters: int | None = None
-) -> RaterQuality:
-    """How well each rater agrees with the others on the same images (leave-one-out)."""
-    y = np.asarray(scores, dtype=np.float64)
-    r = _as_int("rater", rater)
-    g = _as_int("item", item)
-    n_raters = int(n_raters if n_raters is not None else (r.max() + 1 if r.size else 0))
-    eff = rater_effects(scores=y, rater=r, item=g, n_raters=n_raters)
-    corr = np.full(n_raters, np.nan)
-    if y.size:
-        _, gd = np.unique(g, return_inverse=True)
-        s = np.bincount(gd, weights=y)
-        c = np.bincount(gd).astype(np.float64)
-        others = c[gd] - 1
-        ok = others > 0
-        loo = np.where(ok, (s[gd] - y) / np.where(ok, others, 1), np.nan)
-        rr, yy, ll = r[ok], y[ok], loo[ok]
-        n = np.bincount(rr, minlength=n_raters).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            my = np.bincount(rr, weights=yy, minlength=n_raters) / n
-            ml = np.bincount(rr, weights=ll, minlength=n_raters) / n
-            cov = np.bincount(rr, weights=yy * ll, minlength=n_raters) / n - my * ml
-            vy = np.bincount(rr, weights=yy * yy, minlength=n_raters) / n - my * my
-            vl = np.bincount(rr, weights=ll * ll, minlength=n_raters) / n - ml * ml
-            corr = np.where((n >= 3) & (vy > 1e-12) & (vl > 1e-12), cov / np.sqrt(vy * vl), np.nan)
-    return RaterQuality(n_ratings=eff.n_ratings, consensus_r=corr, offset=eff.offset, stretch=eff.stretch)
-
-
 # --------------------------------------------------------------------------- pairs
 
 

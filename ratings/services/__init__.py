@@ -9,8 +9,6 @@ from .assignments import (
     assignment_skip,
     assignment_submit,
     assignment_submit_sides,
-    assignments_expire,
-    assignments_release_for_panelist,
 )
 from .errors import (
     AlreadyAnswered,
@@ -33,9 +31,11 @@ from .panelists import (
     panelist_from_share,
     panelist_revoke,
 )
+from .pool import assignments_expire, assignments_release_for_panelist
 from .studies import (
     DEFAULT_CRITERIA,
     criterion_save,
+    studies_items_sync_for_sweep,
     study_close,
     study_create,
     study_default_criteria_ensure,
@@ -75,6 +75,7 @@ __all__ = [
     "study_close",
     "study_create",
     "study_default_criteria_ensure",
+    "studies_items_sync_for_sweep",
     "study_items_sync",
     "study_open",
     "study_share_disable",

@@ -11,7 +11,6 @@ moment, is written once; a unique constraint on (assignment, image, criterion) b
 from __future__ import annotations
 
 import random
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,6 +22,7 @@ from django.utils import timezone
 from generation.models import Generation, GenerationStatus
 from prompts.models import Prompt
 
+from .. import active
 from ..models import (
     Assignment,
     AssignmentKind,
@@ -31,16 +31,18 @@ from ..models import (
     Criterion,
     Panelist,
     Rating,
+    RatingChange,
     Side,
     Study,
     StudyItem,
 )
-from ..selectors import PROMPT_ACCURACY_KEY, criteria_for_prompt, study_criteria
+from ..selectors import CHANGE_LAST, PROMPT_ACCURACY_KEY, criteria_for_prompt, panelist_changeable, study_criteria
 from ..signals import results_inputs_changed_on_commit
 from ..types import ItemCandidate
 from . import item_sql
 from .errors import AlreadyAnswered, AnswerLocked, InvalidScores, ItemExpired, NotAssigned, RatingRefused
 from .panelists import panelist_check
+from .pool import assignments_expire, for_update, release_items
 
 # Groups (kind x model or model pair) tried before taking any free item; items a strategy sees.
 GROUPS_TRIED = 8
@@ -51,49 +53,6 @@ FILL_CACHE_S = 3
 CLIENT_SLACK_MS = 2000  # a page's timer may start a little before the server's clock saw the item leave
 
 _rng = random.SystemRandom()
-
-
-def _for_update(qs, *, skip_locked: bool = False):
-    """Row locks where the database has them; SQLite serialises write transactions instead."""
-    if connection.features.has_select_for_update:
-        if skip_locked and connection.features.has_select_for_update_skip_locked:
-            return qs.select_for_update(skip_locked=True, of=("self",))
-        return qs.select_for_update(of=("self",)) if connection.features.has_select_for_update_of else qs.select_for_update()
-    return qs
-
-
-def _release_items(item_ids: list[int | None]) -> None:
-    """Give slots back: one decrement per released assignment."""
-    for item_id, n in Counter(i for i in item_ids if i is not None).items():
-        StudyItem.objects.filter(pk=item_id).update(n_assigned=F("n_assigned") - n)
-
-
-def assignments_expire(*, study: Study, now: datetime, everything: bool = False) -> int:
-    """Open assignments past their deadline go back to the pool (all of them when a study closes)."""
-    qs = Assignment.objects.filter(study=study, status=AssignmentStatus.OPEN)
-    if not everything:
-        qs = qs.filter(expires_at__lte=now)
-    with transaction.atomic(savepoint=False):
-        rows = list(_for_update(qs, skip_locked=True).values_list("id", "item_id"))
-        if not rows:
-            return 0
-        Assignment.objects.filter(pk__in=[r[0] for r in rows], status=AssignmentStatus.OPEN).update(
-            status=AssignmentStatus.EXPIRED
-        )
-        _release_items([r[1] for r in rows])
-    return len(rows)
-
-
-def assignments_release_for_panelist(*, panelist: Panelist) -> None:
-    with transaction.atomic(savepoint=False):
-        rows = list(
-            _for_update(Assignment.objects.filter(panelist=panelist, status=AssignmentStatus.OPEN)).values_list(
-                "id", "item_id"
-            )
-        )
-        if rows:
-            Assignment.objects.filter(pk__in=[r[0] for r in rows]).update(status=AssignmentStatus.EXPIRED)
-            _release_items([r[1] for r in rows])
 
 
 @dataclass
@@ -123,15 +82,6 @@ def _history(*, panelist: Panelist) -> History:
         elif status == AssignmentStatus.OPEN and history.open_id is None:
             history.open_id, history.open_expires = pk, expires
     return history
-
-
-def _free_items(*, study: Study, seen: set[int], last_prompt: int | None):
-    qs = StudyItem.objects.filter(study=study, n_assigned__lt=F("target"))
-    if seen:
-        qs = qs.exclude(first_id__in=seen).exclude(second_id__in=seen)
-    if last_prompt is not None:
-        qs = qs.exclude(prompt_id=last_prompt)
-    return qs
 
 
 def _fill_sums(*, study: Study) -> dict[tuple[str, str], list[int]]:
@@ -198,26 +148,21 @@ def _pick_balanced(*, study: Study, seen: set[int], last_prompt: int | None) -> 
     return item
 
 
-def _pick_active(*, study: Study, panelist: Panelist, free) -> StudyItem | None:
-    """Let the active strategy choose among the free items, then lock its choice."""
-    from ..active import pick_active_item
-
-    rows = list(
-        free.order_by("n_assigned", "shuffle").values(
-            "id", "kind", "first_id", "second_id", "first__model_id", "second__model_id", "prompt_id", "n_done"
-        )[:ACTIVE_POOL]
-    )
+def _pick_active(*, study: Study, panelist: Panelist, seen: set[int], last_prompt: int | None) -> StudyItem | None:
+    """Let the active strategy choose among the free items, then lock its choice (if still free)."""
+    where = {"study": study, "seen": seen, "last_prompt": last_prompt}
+    rows = item_sql.free_candidates(**where, limit=ACTIVE_POOL)
     if not rows:
         return None
     by_key: dict[tuple, int] = {}
     candidates = []
     for r in rows:
-        gens = (r["first_id"],) if r["second_id"] is None else (r["first_id"], r["second_id"])
-        models = (r["first__model_id"],) if r["second_id"] is None else (r["first__model_id"], r["second__model_id"])
-        by_key[(r["kind"], gens)] = r["id"]
-        candidates.append(ItemCandidate(kind=r["kind"], generation_ids=gens, model_ids=models,
-                                        prompt_id=r["prompt_id"], n_ratings=r["n_done"]))
-    choice = pick_active_item(study=study, panelist=panelist, candidates=candidates)
+        gens = (r.first_id,) if r.second_id is None else (r.first_id, r.second_id)
+        models = (r.first_model_id,) if r.second_id is None else (r.first_model_id, r.second_model_id)
+        by_key[(r.kind, gens)] = r.id
+        candidates.append(ItemCandidate(kind=r.kind, generation_ids=gens, model_ids=models,
+                                        prompt_id=r.prompt_id, n_ratings=r.n_done))
+    choice = active.pick_active_item(study=study, panelist=panelist, candidates=candidates)
     if choice is None:
         return None
     item_id = by_key.get((choice.kind, tuple(choice.generation_ids)))
@@ -225,7 +170,7 @@ def _pick_active(*, study: Study, panelist: Panelist, free) -> StudyItem | None:
         item_id = by_key.get((choice.kind, tuple(reversed(choice.generation_ids))))
     if item_id is None:
         raise ValueError("pick_active_item returned an item that was not among the candidates")
-    return _for_update(free.filter(pk=item_id), skip_locked=True).first()
+    return item_sql.lock_free_item(**where, item_id=item_id)
 
 
 def _gold_assignment(*, study: Study, panelist: Panelist, seen: set[int], last_prompt: int | None,
@@ -235,7 +180,7 @@ def _gold_assignment(*, study: Study, panelist: Panelist, seen: set[int], last_p
         Generation.objects.filter(sweep_id=study.sweep_id, status=GenerationStatus.DONE)
         .exclude(image="")
         .exclude(pk__in=seen)
-        .only("id", "prompt_id")
+        .only("id", "prompt_id", "public_id")
         .order_by("?")
         .first()
     )
@@ -248,7 +193,7 @@ def _gold_assignment(*, study: Study, panelist: Panelist, seen: set[int], last_p
     if shown is None:
         return None
     return Assignment.objects.create(
-        study=study, panelist=panelist, kind=AssignmentKind.SINGLE, left_id=gen.pk, shown_prompt=shown,
+        study=study, panelist=panelist, kind=AssignmentKind.SINGLE, left=gen, shown_prompt=shown,
         is_gold=True, expires_at=now + timedelta(minutes=study.assignment_timeout_minutes),
     )
 
@@ -276,22 +221,21 @@ def _take(*, panelist: Panelist, now: datetime) -> Assignment | None:
     history = _history(panelist=panelist)
     if history.open_id is not None:
         if history.open_expires > now:
-            return Assignment.objects.get(pk=history.open_id)
+            return Assignment.objects.select_related("left", "right", "shown_prompt").get(pk=history.open_id)
         # Their own item timed out: expire it here, waiting for its lock if another request holds
         # it (a new open assignment must not meet the old one in the one-open constraint).
-        rows = list(_for_update(Assignment.objects.filter(pk=history.open_id, status=AssignmentStatus.OPEN))
+        rows = list(for_update(Assignment.objects.filter(pk=history.open_id, status=AssignmentStatus.OPEN))
                     .values_list("id", "item_id"))
         if rows:
             Assignment.objects.filter(pk=history.open_id).update(status=AssignmentStatus.EXPIRED)
-            _release_items([rows[0][1]])
+            release_items([rows[0][1]])
     elif _expiry_due(study=study, now=now):
         assignments_expire(study=study, now=now)
     seen, last_prompt, answered = history.seen, history.last_prompt, history.answered
     if study.items_per_panelist and answered >= study.items_per_panelist:
         return None
     if study.assignment_strategy == AssignmentStrategy.ACTIVE:
-        free = _free_items(study=study, seen=seen, last_prompt=last_prompt)
-        item = _pick_active(study=study, panelist=panelist, free=free)
+        item = _pick_active(study=study, panelist=panelist, seen=seen, last_prompt=last_prompt)
         if item is None:
             return None
     else:
@@ -314,16 +258,18 @@ def _take(*, panelist: Panelist, now: datetime) -> Assignment | None:
         study=study, panelist=panelist, item=item, kind=item.kind, left_id=left, right_id=right,
         shown_prompt_id=item.prompt_id, expires_at=expires,
     )
-    if "first" in item._state.fields_cache:  # loaded with the lock: hand them on for display
-        gens = {item.first_id: item.first, item.second_id: item.second}
-        assignment.left, assignment.shown_prompt = gens[left], item.prompt
-        if right is not None:
-            assignment.right = gens[right]
+    # item_sql loaded the images' public ids and the prompt with the lock: hand them on for display
+    gens = {item.first_id: item.first, item.second_id: item.second}
+    assignment.left, assignment.shown_prompt = gens[left], item.prompt
+    if right is not None:
+        assignment.right = gens[right]
     return assignment
 
 
 def assignment_next(*, panelist: Panelist, now: datetime | None = None) -> Assignment | None:
-    """The panelist's open item, or a new one; None when there is nothing left for them.
+    """The panelist's open item, or a new one (its images and prompt loaded for display); None when
+    there is nothing left for them. Never creates items: they follow the sweep (study_items_sync runs
+    when a study opens and, enqueued, when images finish rendering), so a request writes no item.
 
     Balanced: the free items with the fewest assignments first, never an image this panelist
     was given before, never the prompt they saw last; ties go to the kind / model pair
@@ -332,23 +278,16 @@ def assignment_next(*, panelist: Panelist, now: datetime | None = None) -> Assig
     """
     now = now or timezone.now()
     panelist_check(panelist=panelist)
-    for attempt in range(2):
-        try:
-            with transaction.atomic():
-                assignment = _take(panelist=panelist, now=now)
-        except IntegrityError:
-            # The same panelist asked twice at once: the other request's open assignment wins.
-            assignment = Assignment.objects.filter(panelist=panelist, status=AssignmentStatus.OPEN).first()
-            if assignment is None:
-                raise
-        if assignment is not None or attempt:
-            return assignment
-        # Nothing free: images rendered since the study opened may not have items yet.
-        from .studies import study_items_sync
-
-        if not study_items_sync(study=panelist.study):
-            return None
-    return None
+    try:
+        with transaction.atomic():
+            return _take(panelist=panelist, now=now)
+    except IntegrityError:
+        # The same panelist asked twice at once: the other request's open assignment wins.
+        assignment = (Assignment.objects.select_related("left", "right", "shown_prompt")
+                      .filter(panelist=panelist, status=AssignmentStatus.OPEN).first())
+        if assignment is None:
+            raise
+        return assignment
 
 
 def _expected_cells(*, assignment: Assignment, criteria: list[Criterion]) -> dict[tuple[int, int], str]:
@@ -462,14 +401,11 @@ def assignment_change_sides(
     The item's counters are untouched (it was counted once, when first answered), so no item
     goes past its k, and the ratings stay one per (assignment, image, criterion).
     """
-    from ..models import RatingChange
-    from ..selectors import CHANGE_LAST, panelist_changeable
-
     now = now or timezone.now()
     panelist_check(panelist=panelist)
     study = panelist.study
     with transaction.atomic():
-        assignment = _for_update(Assignment.objects.filter(pk=assignment_id, panelist=panelist)).select_related(
+        assignment = for_update(Assignment.objects.filter(pk=assignment_id, panelist=panelist)).select_related(
             "shown_prompt").first()
         if assignment is None:
             raise NotAssigned("This item is not assigned to you.")
@@ -481,7 +417,7 @@ def assignment_change_sides(
         clean = _validate_scores(scores=_side_scores(assignment=assignment, study=study, answers=answers),
                                  expected=expected, study=study, criteria=criteria)
         existing = {(r.generation_id, r.criterion_id): r
-                    for r in _for_update(Rating.objects.filter(assignment=assignment))}
+                    for r in for_update(Rating.objects.filter(assignment=assignment))}
         changes, kept = [], []
         for cell, score in sorted(clean.items()):
             rating = existing.get(cell)
@@ -516,7 +452,7 @@ def _submit_locked(*, assignment_id: int, panelist: Panelist, to_scores, client_
     study = panelist.study  # the assignment's study: a panelist belongs to one study
     with transaction.atomic():
         assignment = list(
-            _for_update(Assignment.objects.filter(pk=assignment_id, panelist=panelist))
+            for_update(Assignment.objects.filter(pk=assignment_id, panelist=panelist))
             .select_related("shown_prompt")
             .order_by()[:1]
         )
@@ -570,7 +506,7 @@ def assignment_skip(*, assignment_id: int, panelist: Panelist, reason: str, now:
     if len(reason) > SKIP_REASON_MAX:
         raise InvalidScores(f"Please keep the reason under {SKIP_REASON_MAX} characters.")
     with transaction.atomic():
-        assignment = _for_update(Assignment.objects.filter(pk=assignment_id, panelist=panelist)).first()
+        assignment = for_update(Assignment.objects.filter(pk=assignment_id, panelist=panelist)).first()
         if assignment is None:
             raise NotAssigned("This item is not assigned to you.")
         if assignment.status != AssignmentStatus.OPEN:
@@ -580,7 +516,7 @@ def assignment_skip(*, assignment_id: int, panelist: Panelist, reason: str, now:
         )
         if not updated:
             raise RatingRefused("This item changed meanwhile; please reload.")
-        _release_items([assignment.item_id])
+        release_items([assignment.item_id])
         assignment.status = AssignmentStatus.SKIPPED
         assignment.skip_reason = reason
     return assignment
@@ -592,6 +528,4 @@ __all__ = [
     "assignment_skip",
     "assignment_submit",
     "assignment_submit_sides",
-    "assignments_expire",
-    "assignments_release_for_panelist",
 ]

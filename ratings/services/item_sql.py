@@ -1,4 +1,5 @@
-"""The two queries on the panelist hot path, in SQL.
+"""The queries on the panelist hot path, in SQL; ``_free_where`` is the one rule of "a free item for
+this panelist" (both strategies use it).
 
 Why not the ORM: building these querysets (a "not seen" list that grows with every item a
 panelist rates, three joins, FOR UPDATE OF … SKIP LOCKED) cost 3-4 ms of CPU per request in
@@ -7,6 +8,8 @@ databases except for the seen-list form and the lock clause (SQLite serialises w
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from django.db import connection
 
@@ -52,16 +55,45 @@ def free_level(*, study: Study, seen: set[int], last_prompt: int | None) -> int 
     return row[0] if row else None
 
 
+class Candidate(NamedTuple):
+    """A free item as the active strategy sees it (models of its images included)."""
+
+    id: int
+    kind: str
+    first_id: int
+    second_id: int | None
+    first_model_id: int
+    second_model_id: int | None
+    prompt_id: int
+    n_done: int
+
+
+def free_candidates(*, study: Study, seen: set[int], last_prompt: int | None, limit: int) -> list[Candidate]:
+    """Up to ``limit`` free items, fewest assignments first (no lock: the choice is locked after)."""
+    where, params = _free_where(study=study, seen=seen, last_prompt=last_prompt)
+    sql = (
+        f"SELECT i.id, i.kind, i.first_id, i.second_id, f.model_id, s.model_id, i.prompt_id, i.n_done FROM {ITEM} i "
+        f"JOIN {GEN} f ON f.id = i.first_id LEFT JOIN {GEN} s ON s.id = i.second_id "
+        f"WHERE {' AND '.join(where)} ORDER BY i.n_assigned, i.shuffle LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        return [Candidate(*row) for row in cursor.fetchall()]
+
+
 def lock_free_item(*, study: Study, seen: set[int], last_prompt: int | None, kind: str | None = None,
-                   model_pair: str | None = None, level: int | None = None,
+                   model_pair: str | None = None, level: int | None = None, item_id: int | None = None,
                    skip_locked: bool = True) -> StudyItem | None:
     """Lock and return one free item (with the images' public ids and the prompt for the page).
 
     Given kind, model_pair and level: the first such item in shuffle order; else the first free
-    item by (assignments, shuffle). Rows other requests hold are skipped (or, with
-    skip_locked=False, waited for and re-checked).
+    item by (assignments, shuffle); given item_id: that item, if it is still free. Rows other
+    requests hold are skipped (or, with skip_locked=False, waited for and re-checked).
     """
     where, params = _free_where(study=study, seen=seen, last_prompt=last_prompt)
+    if item_id is not None:
+        where.append("i.id = %s")
+        params.append(item_id)
     if kind is not None:
         where += ["i.kind = %s", "i.model_pair = %s", "i.n_assigned = %s"]
         params += [kind, model_pair, level]

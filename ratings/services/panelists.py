@@ -8,8 +8,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ..models import Panelist, Study, StudyStatus
+from ..selectors import panelist_items_estimate
 from ..signals import results_inputs_changed_on_commit
 from .errors import LinkRevoked, ShareLinkFull, StudyNotOpen, StudySetupError
+from .pool import assignments_release_for_panelist
 
 PSEUDONYM_MAX = 64
 
@@ -64,8 +66,6 @@ def panelist_check(*, panelist: Panelist) -> None:
 
 def panelist_consent(*, panelist: Panelist) -> Panelist:
     """Consent given: record it and the number of items they are told to expect (a total that never shrinks)."""
-    from ..selectors import panelist_items_estimate
-
     if panelist.consented_at is None:
         panelist.consented_at = timezone.now()
         panelist.planned_items = panelist_items_estimate(panelist=panelist)
@@ -75,8 +75,6 @@ def panelist_consent(*, panelist: Panelist) -> Panelist:
 
 def panelist_revoke(*, panelist: Panelist) -> Panelist:
     """The link stops working; open work returns to the pool; ratings given so far stay."""
-    from .assignments import assignments_release_for_panelist
-
     with transaction.atomic():
         if panelist.revoked_at is None:
             panelist.revoked_at = timezone.now()

@@ -24,6 +24,7 @@ from ..models import (
 from ..selectors import study_criteria_forget
 from ..signals import results_inputs_changed_on_commit
 from .errors import StudySetupError
+from .pool import assignments_expire
 
 DEFAULT_CRITERIA: tuple[dict, ...] = (
     {
@@ -122,9 +123,10 @@ def study_items_sync(*, study: Study) -> int:
     """Make an item for every rendered image (singles) and every model pair of one prompt and seed.
 
     Idempotent and safe to run concurrently (conflicts are ignored); called when a study is
-    created or opened, from the dashboard, and when a panelist finds nothing left while the
-    sweep is still rendering. Also carries a changed k over to the items (never below what is
-    already assigned). Returns the number of new items.
+    created, opened or saved in the admin, and (ratings.tasks, enqueued after commit) when
+    images of its sweep finish rendering or are imported: never on a GET. Also carries a
+    changed k over to the items (never below what is already assigned). Returns the number of
+    new items.
     """
     gens = list(
         Generation.objects.filter(sweep_id=study.sweep_id, status=GenerationStatus.DONE)
@@ -156,6 +158,12 @@ def study_items_sync(*, study: Study) -> int:
     return len(new)
 
 
+def studies_items_sync_for_sweep(*, sweep_id: int) -> int:
+    """Items for new images in every study over this sweep that is not closed; the number of new items."""
+    return sum(study_items_sync(study=study)
+               for study in Study.objects.filter(sweep_id=sweep_id).exclude(status=StudyStatus.CLOSED))
+
+
 def study_open(*, study: Study) -> Study:
     """Open for rating; needs at least one rendered image (an imported study has none)."""
     if study.imported_from:
@@ -173,8 +181,6 @@ def study_close(*, study: Study) -> Study:
     with transaction.atomic():
         study.status = StudyStatus.CLOSED
         study.save(update_fields=["status"])
-        from .assignments import assignments_expire
-
         assignments_expire(study=study, now=timezone.now(), everything=True)
     return study
 

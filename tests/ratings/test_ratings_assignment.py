@@ -19,7 +19,8 @@ from ratings.models import (
     Rating,
     StudyItem,
 )
-from ratings.selectors import criteria_for_prompt, panelist_quality, study_progress
+from ratings.quality import panelist_quality
+from ratings.selectors import criteria_for_prompt, study_progress
 from tests.factories import PromptFactory
 from tests.ratings.helpers import make_sweep
 
@@ -291,10 +292,10 @@ def test_gold_items_flag_careless_panelists():
                 answer(a, p, value=5)
     assert Assignment.objects.filter(is_gold=True, panelist=careful).exists()
     assert Assignment.objects.filter(is_gold=True, panelist=careless).exists()
-    quality = {q["panelist"].pk: q for q in panelist_quality(study=study)}
-    assert quality[careful.pk]["gold_pass_rate"] == 1.0 and not quality[careful.pk]["flagged"]
-    assert quality[careless.pk]["gold_pass_rate"] == 0.0 and quality[careless.pk]["flagged"]
-    assert quality[careful.pk]["agreement_n"] > 0
+    quality = {q.panelist.pk: q for q in panelist_quality(study=study)}
+    assert quality[careful.pk].gold_pass_rate == 1.0 and not quality[careful.pk].flagged
+    assert quality[careless.pk].gold_pass_rate == 0.0 and quality[careless.pk].flagged
+    assert quality[careful.pk].agreement_n > 0
     # Gold answers never count toward an image's k.
     assert sum(StudyItem.objects.filter(study=study).values_list("n_done", flat=True)) == Assignment.objects.filter(
         study=study, is_gold=False, status=AssignmentStatus.DONE).count()

@@ -98,7 +98,8 @@ def test_change_page_shows_saved_scores_and_posts_the_change(answered, client):
 
 
 def test_progress_total_never_shrinks_and_matches_the_dashboard(answered):
-    from ratings.selectors import panelist_progress, panelist_quality
+    from ratings.quality import panelist_quality
+    from ratings.selectors import panelist_progress
 
     study, panelist, done = answered
     first = panelist_progress(panelist=panelist)
@@ -112,5 +113,5 @@ def test_progress_total_never_shrinks_and_matches_the_dashboard(answered):
     panelist.refresh_from_db()
     now = panelist_progress(panelist=panelist)
     assert now["m"] == first["m"] and (now["answered"], now["skipped"]) == (len(done), 1)
-    row = next(q for q in panelist_quality(study=study) if q["panelist"].pk == panelist.pk)
-    assert (row["done"], row["skipped"]) == (now["answered"], now["skipped"])
+    row = next(q for q in panelist_quality(study=study) if q.panelist.pk == panelist.pk)
+    assert (row.done, row.skipped) == (now["answered"], now["skipped"])

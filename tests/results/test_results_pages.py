@@ -280,3 +280,23 @@ def test_active_strategy_fills_a_study_through_pick_active_item(study_factory):
     assert result.items_short == 0
     assert result.assignments == StudyItem.objects.filter(study=study).count() * 2
     assert not StudyItem.objects.filter(study=study, n_done__lt=2).exists()
+
+
+def test_dashboard_and_leaderboard_show_the_same_rater_quality(filled):
+    """One implementation (ratings.quality): the same panelist has one r, excluded or not."""
+    from ratings.quality import panelist_quality
+
+    study, _, _ = filled
+    victim = study.panelists.order_by("id").first()
+    panelist_exclude(panelist=victim, reason="test")
+    board = rs.leaderboard_compute(study=study)
+    dashboard = {q.panelist.pk: q for q in panelist_quality(study=study)}
+    assert board.raters.lowest
+    for row in board.raters.lowest:
+        assert row.consensus_r == dashboard[row.id].agreement_r
+        assert (row.gold_n, row.gold_pass_rate, row.flagged) == (dashboard[row.id].gold_n,
+                                                                 dashboard[row.id].gold_pass_rate,
+                                                                 dashboard[row.id].flagged)
+    assert dashboard[victim.pk].agreement_r is not None  # an excluded panelist is still measured
+    included = [q.agreement_r for q in dashboard.values() if not q.panelist.excluded and q.agreement_r is not None]
+    assert board.raters.median_consensus_r == pytest.approx(float(np.median(included)))

@@ -119,15 +119,23 @@ def test_krippendorff_alpha_perfect_and_random():
     assert np.isnan(stats.krippendorff_interval_alpha(scores=[5, 6], rater=[0, 1], item=[0, 1]))
 
 
-def test_rater_quality_flags_a_random_rater():
+def test_agreement_with_the_panel_flags_a_random_rater():
+    """ratings.quality's agreement (the dashboard's and the leaderboard's one implementation)."""
+    from ratings.quality import agreement_with_panel
+
     d = simulate_balanced(panel=SEPARATED, n_prompts=60, ratings_per_item=3, n_raters=10,
                           rng=np.random.default_rng(2))
     scores = d.score.copy()
     rnd = d.rater == 0
     scores[rnd] = np.random.default_rng(9).integers(1, 11, rnd.sum())
-    q = stats.rater_quality(scores=scores, rater=d.rater, item=d.item, n_raters=10)
-    assert q.consensus_r[0] < 0.3
-    assert np.all(q.consensus_r[1:] > 0.5)
+    everyone = agreement_with_panel(scores=scores, rater=d.rater, cell=d.item, included=np.ones(scores.size, bool),
+                                    n_raters=10)
+    assert everyone.r[0] < 0.3
+    assert np.all(everyone.r[1:] > 0.5)
+    # excluding the random rater: still measured (against the others), and out of everyone's reference
+    without = agreement_with_panel(scores=scores, rater=d.rater, cell=d.item, included=~rnd, n_raters=10)
+    assert without.r[0] < 0.3 and without.n[0] == everyone.n[0]
+    assert np.mean(without.r[1:]) > np.mean(everyone.r[1:])
 
 
 def test_bradley_terry_recovers_order_with_ties_as_half_wins():

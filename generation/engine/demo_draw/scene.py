@@ -205,9 +205,9 @@ def image_quality(plan: Plan) -> dict[str, float | None]:
             text_scores.append(9.0)
         else:
             text_scores.append(max(2.0, 4.5 - 0.5 * (f.misspell_chars - 1)))
-    asked = plan.objects_asked + len(plan.texts)
+    n_asked = plan.objects_asked + len(plan.texts)
     right = plan.objects_right + sum(1 for a, d in plan.texts if d == a)
-    accuracy = 1.5 + 7.5 * (right / asked) if asked else 8.0 - 6.0 * f.object_missing
+    accuracy = 1.5 + 7.5 * (right / n_asked) if n_asked else 8.0 - 6.0 * f.object_missing
     return {
         "prompt_accuracy": accuracy - 0.15 * f.blur,
         "photorealism": 8.8 - 1.1 * f.blur - 0.07 * f.noise,

@@ -1,0 +1,132 @@
+"""Rater quality: the one implementation, shown on the staff dashboard and in the leaderboard's rater rows.
+
+Per panelist: items answered and skipped, attention checks (gold: an image shown with a prompt it
+was not made for; failed when its prompt-accuracy score is at least GOLD_FAIL_SCORE), median seconds
+per item, and agreement with the panel: each non-gold rating against the mean of the *included*
+panelists' other ratings of the same image and criterion (mean absolute difference, and Pearson r
+from three such pairs up).
+
+Excluded panelists: they never enter anyone's reference (excluding a careless rater must not
+change how the others are judged), but they still get their own numbers, measured against the
+included panel, so staff can see why they were excluded or whether to include them again.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .models import Assignment, AssignmentStatus, Criterion, Panelist, Rating, Study
+from .selectors import GOLD_FAIL_SCORE, GOLD_FLAG_BELOW, PROMPT_ACCURACY_KEY, panelist_counts
+
+MIN_PAIRS_FOR_R = 3
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Per rater: pairs (own score, reference mean), mean absolute difference, Pearson r (nan if undefined)."""
+
+    n: np.ndarray
+    mad: np.ndarray
+    r: np.ndarray
+
+
+def agreement_with_panel(*, scores, rater: np.ndarray, cell: np.ndarray, included: np.ndarray,
+                         n_raters: int) -> Agreement:
+    """Each score against the mean of the included raters' other scores of the same cell (pure numpy).
+
+    ``rater`` is 0..n_raters-1, ``cell`` any integer code of (image, criterion), ``included`` a bool
+    per score: whether its rater counts in the references.
+    """
+    y = np.asarray(scores, dtype=np.float64)
+    r = np.asarray(rater, dtype=np.int64)
+    inc = np.asarray(included, dtype=bool).astype(np.float64)
+    nan = np.full(n_raters, np.nan)
+    if y.size == 0:
+        return Agreement(n=np.zeros(n_raters, dtype=np.int64), mad=nan, r=nan.copy())
+    _, c = np.unique(np.asarray(cell, dtype=np.int64), return_inverse=True)
+    total = np.bincount(c, weights=y * inc)
+    count = np.bincount(c, weights=inc)
+    others = count[c] - inc
+    ok = others > 0
+    ref = (total[c] - y * inc)[ok] / others[ok]
+    yy, rr = y[ok], r[ok]
+    n = np.bincount(rr, minlength=n_raters).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mad = np.bincount(rr, weights=np.abs(yy - ref), minlength=n_raters) / n
+        my = np.bincount(rr, weights=yy, minlength=n_raters) / n
+        ml = np.bincount(rr, weights=ref, minlength=n_raters) / n
+        cov = np.bincount(rr, weights=yy * ref, minlength=n_raters) / n - my * ml
+        vy = np.bincount(rr, weights=yy * yy, minlength=n_raters) / n - my * my
+        vl = np.bincount(rr, weights=ref * ref, minlength=n_raters) / n - ml * ml
+        corr = np.where((n >= MIN_PAIRS_FOR_R) & (vy > 1e-12) & (vl > 1e-12), cov / np.sqrt(vy * vl), np.nan)
+    return Agreement(n=n.astype(np.int64), mad=np.where(n > 0, mad, np.nan), r=corr)
+
+
+@dataclass(frozen=True)
+class PanelistQuality:
+    panelist: Panelist
+    n_ratings: int  # every score they gave (gold included)
+    done: int  # items answered (gold included: the panelist cannot tell)
+    skipped: int
+    gold_n: int
+    gold_failed: int
+    gold_pass_rate: float | None
+    flagged: bool
+    median_seconds: float | None
+    agreement_n: int
+    agreement_mad: float | None
+    agreement_r: float | None
+
+    @property
+    def gold_passed(self) -> int:
+        return self.gold_n - self.gold_failed
+
+
+def _number(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+def panelist_quality(*, study: Study) -> list[PanelistQuality]:
+    """Every panelist of the study, oldest first (four queries, whatever the panel size)."""
+    panelists = list(Panelist.objects.filter(study=study).order_by("created_at", "id"))
+    counts = panelist_counts(study=study)  # the numbers each panelist is shown
+    elapsed: dict[int, list[int]] = defaultdict(list)
+    for pid, ms in Assignment.objects.filter(
+        study=study, status=AssignmentStatus.DONE, elapsed_ms__isnull=False
+    ).values_list("panelist_id", "elapsed_ms"):
+        elapsed[pid].append(ms)
+    gold_criteria = set(Criterion.objects.filter(study=study, key=PROMPT_ACCURACY_KEY).values_list("id", flat=True))
+    rows = list(Rating.objects.filter(study=study).order_by().values_list(
+        "panelist_id", "generation_id", "criterion_id", "score", "assignment__is_gold", "panelist__excluded"))
+    index = {p.pk: i for i, p in enumerate(panelists)}
+    data = np.array(rows, dtype=np.int64).reshape(-1, 6)
+    rater = np.array([index[pid] for pid in data[:, 0].tolist()], dtype=np.int64)
+    gold = data[:, 4].astype(bool)
+    n_ratings = np.bincount(rater, minlength=len(panelists))
+    is_gold_check = gold & np.isin(data[:, 2], list(gold_criteria))
+    gold_n = np.bincount(rater[is_gold_check], minlength=len(panelists))
+    gold_failed = np.bincount(rater[is_gold_check & (data[:, 3] >= GOLD_FAIL_SCORE)], minlength=len(panelists))
+    scored = ~gold
+    agree = agreement_with_panel(
+        scores=data[scored, 3], rater=rater[scored], cell=data[scored, 1] * 1_000_003 + data[scored, 2],
+        included=data[scored, 5] == 0, n_raters=len(panelists),
+    )
+    out = []
+    for i, p in enumerate(panelists):
+        c = counts.get(p.pk, {})
+        n_gold = int(gold_n[i])
+        rate = (n_gold - int(gold_failed[i])) / n_gold if n_gold else None
+        ms = elapsed.get(p.pk, [])
+        out.append(PanelistQuality(
+            panelist=p, n_ratings=int(n_ratings[i]), done=c.get("answered", 0), skipped=c.get("skipped", 0),
+            gold_n=n_gold, gold_failed=int(gold_failed[i]), gold_pass_rate=rate,
+            flagged=rate is not None and rate < GOLD_FLAG_BELOW,
+            median_seconds=statistics.median(ms) / 1000.0 if ms else None,
+            agreement_n=int(agree.n[i]), agreement_mad=_number(agree.mad[i]), agreement_r=_number(agree.r[i]),
+        ))
+    return out
