@@ -24,7 +24,7 @@ from scipy.stats import spearmanr
 from generation.models import Generation, GenerationStatus, ImageModel, Origin
 from prompts.models import Prompt
 
-from ..models import Criterion, Panelist, Rating, RatingChange, Side, Study, StudyStatus
+from ..models import Assignment, Criterion, Panelist, Rating, RatingChange, Side, Study, StudyStatus
 from ..quality import panelist_quality
 from ..selectors import PROMPT_ACCURACY_KEY
 from . import stats
@@ -87,18 +87,13 @@ class RatingArrays:
 
 
 _SIDE_CODE = {Side.SINGLE: 0, Side.LEFT: 1, Side.RIGHT: 2}
-_ARRAY_FIELDS = (
-    "id", "score", "criterion_id", "generation_id", "generation__model_id", "generation__prompt_id", "panelist_id",
-    "side_code", "assignment_id", "assignment__is_gold", "panelist__excluded", "is_simulated",
-)
+# The rating's own columns only: the model, prompt, gold flag and exclusion come from the small
+# tables (generations, gold assignments, panelists) looked up in numpy, not from three joins.
+_ARRAY_FIELDS = ("id", "score", "criterion_id", "generation_id", "panelist_id", "side_code", "assignment_id",
+                 "is_simulated")
 
 
-def rating_arrays(*, study: Study) -> RatingArrays:
-    """Every rating of a study as arrays, fetched through one cursor (no model instances)."""
-    side_code = Case(*(When(side=side, then=Value(code)) for side, code in _SIDE_CODE.items()),
-                     default=Value(0), output_field=IntegerField())
-    qs = Rating.objects.filter(study=study).order_by().annotate(side_code=side_code).values_list(*_ARRAY_FIELDS)
-    sql, params = qs.query.sql_with_params()
+def _int64_columns_by_cursor(*, sql: str, params, n_cols: int) -> np.ndarray:
     chunks: list[np.ndarray] = []
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -107,12 +102,79 @@ def rating_arrays(*, study: Study) -> RatingArrays:
             if not rows:
                 break
             chunks.append(np.array(rows, dtype=np.int64))
-    data = np.concatenate(chunks) if chunks else np.zeros((0, len(_ARRAY_FIELDS)), dtype=np.int64)
-    cols = data.T
+    data = np.concatenate(chunks) if chunks else np.zeros((0, n_cols), dtype=np.int64)
+    return data.T
+
+
+_PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+def _int64_columns_by_copy(*, sql: str, params, n_cols: int, bool_cols: frozenset[int] = frozenset()) -> np.ndarray:
+    """PostgreSQL: the query's columns as int8, through COPY ... (FORMAT BINARY) straight into numpy.
+
+    Every column is cast to int8 and NULL-free, so each row of the binary stream has one fixed
+    layout (field count, then length + value per column) that one structured dtype reads: no
+    Python object per value. About 10× faster than fetching a million rows as tuples.
+    """
+    names = [f"c{i}" for i in range(n_cols)]
+    select = ", ".join(f"COALESCE({n}::int4, 0)::int8" if i in bool_cols else f"COALESCE({n}::int8, 0)"
+                       for i, n in enumerate(names))
+    copy_sql = f"COPY (SELECT {select} FROM ({sql}) AS q({', '.join(names)})) TO STDOUT (FORMAT BINARY)"
+    buf = bytearray()
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(copy_sql, params) as copy:
+            for block in copy:
+                buf += block
+    if not buf.startswith(_PGCOPY_SIGNATURE):
+        raise RuntimeError("unexpected COPY BINARY stream from PostgreSQL")
+    header_ext = int.from_bytes(buf[15:19], "big")
+    body = memoryview(buf)[19 + header_ext:-2]  # the trailer is a field count of -1
+    row = np.dtype([("n", ">i2")] + [(f, t) for i in range(n_cols) for f, t in ((f"l{i}", ">i4"), (f"v{i}", ">i8"))])
+    records = np.frombuffer(body, dtype=row)
+    if records.size and (np.any(records["n"] != n_cols) or any(np.any(records[f"l{i}"] != 8) for i in range(n_cols))):
+        raise RuntimeError("unexpected row layout in the COPY BINARY stream")
+    return np.stack([records[f"v{i}"].astype(np.int64) for i in range(n_cols)]) if records.size \
+        else np.zeros((n_cols, 0), dtype=np.int64)
+
+
+_BOOL_FIELDS = frozenset({_ARRAY_FIELDS.index("is_simulated")})
+
+
+def _lookup(keys: np.ndarray, table_keys: np.ndarray, table_values: np.ndarray, default: int = 0) -> np.ndarray:
+    """table_values[i] where table_keys[i] == key, for every key (default where absent)."""
+    if table_keys.size == 0:
+        return np.full(keys.shape, default, dtype=np.int64)
+    order = np.argsort(table_keys)
+    sk, sv = table_keys[order], table_values[order]
+    pos = np.clip(np.searchsorted(sk, keys), 0, sk.size - 1)
+    return np.where(sk[pos] == keys, sv[pos], default).astype(np.int64)
+
+
+def _pairs(rows, n: int) -> np.ndarray:
+    return np.array(list(rows), dtype=np.int64).reshape(-1, n).T
+
+
+def rating_arrays(*, study: Study) -> RatingArrays:
+    """Every rating of a study as arrays: one column-oriented fetch (COPY BINARY on PostgreSQL), no model instances."""
+    side_code = Case(*(When(side=side, then=Value(code)) for side, code in _SIDE_CODE.items()),
+                     default=Value(0), output_field=IntegerField())
+    qs = Rating.objects.filter(study=study).order_by().annotate(side_code=side_code).values_list(*_ARRAY_FIELDS)
+    sql, params = qs.query.sql_with_params()
+    if connection.vendor == "postgresql":
+        cols = _int64_columns_by_copy(sql=sql, params=params, n_cols=len(_ARRAY_FIELDS), bool_cols=_BOOL_FIELDS)
+    else:
+        cols = _int64_columns_by_cursor(sql=sql, params=params, n_cols=len(_ARRAY_FIELDS))
+    rating_id, score, criterion, generation, panelist, side, assignment, simulated = cols
+    gen_ids = np.unique(generation)
+    gens = _pairs(Generation.objects.filter(pk__in=gen_ids.tolist()).values_list("id", "model_id", "prompt_id"), 3)
+    pans = _pairs(Panelist.objects.filter(study=study).values_list("id", "excluded"), 2)
+    gold = np.array(list(Assignment.objects.filter(study=study, is_gold=True).values_list("id", flat=True)),
+                    dtype=np.int64)
     return RatingArrays(
-        rating_id=cols[0], score=cols[1], criterion=cols[2], generation=cols[3], model=cols[4], prompt=cols[5],
-        panelist=cols[6], side=cols[7], assignment=cols[8], is_gold=cols[9].astype(bool),
-        excluded=cols[10].astype(bool), simulated=cols[11].astype(bool),
+        rating_id=rating_id, score=score, criterion=criterion, generation=generation,
+        model=_lookup(generation, gens[0], gens[1]), prompt=_lookup(generation, gens[0], gens[2]),
+        panelist=panelist, side=side, assignment=assignment, is_gold=np.isin(assignment, gold),
+        excluded=_lookup(panelist, pans[0], pans[1]).astype(bool), simulated=simulated.astype(bool),
     )
 
 

@@ -251,3 +251,26 @@ def test_embedded_broker_worker_makes_the_snapshot(tmp_path):
     finally:
         os.killpg(worker.pid, 15)
         worker.wait(timeout=60)
+
+
+@pytest.mark.services
+@pytest.mark.django_db
+def test_copy_fetch_equals_the_cursor_fetch(study_factory):
+    """PostgreSQL's COPY (FORMAT BINARY) path gives exactly the arrays of the plain cursor path."""
+    from ratings.results import selectors as rs
+
+    study, _, _ = study_factory(mode="both", n_models=3, n_prompts=6, k=2, gold=True)
+    ratings_simulate(study=study, panelists=4, seed=3)
+    services.panelist_exclude(panelist=Panelist.objects.filter(study=study).first(), reason="test")
+    qs_arrays = rs.rating_arrays(study=study)
+    assert len(qs_arrays) > 50 and qs_arrays.is_gold.any() and qs_arrays.excluded.any() and (qs_arrays.side > 0).any()
+    from django.db.models import Case, IntegerField, Value, When
+
+    side_code = Case(*(When(side=s, then=Value(c)) for s, c in rs._SIDE_CODE.items()), default=Value(0),
+                     output_field=IntegerField())
+    sql, params = (Rating.objects.filter(study=study).order_by().annotate(side_code=side_code)
+                   .values_list(*rs._ARRAY_FIELDS).query.sql_with_params())
+    plain = rs._int64_columns_by_cursor(sql=sql, params=params, n_cols=len(rs._ARRAY_FIELDS))
+    copied = rs._int64_columns_by_copy(sql=sql, params=params, n_cols=len(rs._ARRAY_FIELDS), bool_cols=rs._BOOL_FIELDS)
+    order_p, order_c = plain[0].argsort(), copied[0].argsort()
+    assert copied.dtype == plain.dtype and (copied[:, order_c] == plain[:, order_p]).all()
