@@ -112,8 +112,10 @@ def sweep_list_rows(*, limit: int = 100) -> list[dict[str, Any]]:
 
 
 def sweep_has_images(*, sweep: Sweep) -> bool:
-    """Whether anything of the sweep was rendered or imported (a study needs at least one image)."""
-    return Generation.objects.filter(sweep=sweep, status=GenerationStatus.DONE).exists()
+    """Whether anything of the sweep was rendered or imported (a study needs at least one image).
+
+    Placeholders that only carry imported ratings (import_ratings: done, no file) are not images."""
+    return Generation.objects.filter(sweep=sweep, status=GenerationStatus.DONE).exclude(image="").exists()
 
 
 def image_model_seconds_per_image(*, image_models: list[ImageModel]) -> dict[int, float]:

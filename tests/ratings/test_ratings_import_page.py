@@ -111,3 +111,25 @@ def test_browser_upload_then_the_leaderboard(page, live_server, tmp_path):
     assert note.is_visible() and "panel.csv" in note.inner_text()
     box, table_box = note.bounding_box(), table.bounding_box()
     assert box["y"] + box["height"] <= table_box["y"]  # the note sits above the table
+
+
+@pytest.mark.django_db
+def test_staff_pages_of_the_imported_sweep_serve_no_image(client):
+    from generation.models import Generation
+    from generation.selectors import sweep_has_images
+
+    client.force_login(_user(staff=True, superuser=True))
+    upload = SimpleUploadedFile("sheet.csv", GOOD.encode(), content_type="text/csv")
+    client.post(URL, {"file": upload, "study_name": "Paper forms", "format": "auto"})
+    sweep = Study.objects.get().sweep
+    assert not sweep_has_images(sweep=sweep)  # no "new study of this sweep": nothing to show a panelist
+    g = Generation.objects.filter(sweep=sweep).select_related("prompt").first()
+    pages = [f"/sweeps/{sweep.pk}/gallery/", f"/sweeps/{sweep.pk}/gallery/prompt/{g.prompt_id}/",
+             f"/sweeps/images/{g.public_id}/"]
+    for url in pages:
+        response = client.get(url)
+        body = response.content.decode()
+        assert response.status_code == 200, url
+        assert "/thumb/" not in body and "/file/" not in body, url
+        assert "no image" in body or "image itself is not here" in body, url
+    assert client.get(f"/sweeps/images/{g.public_id}/file/").status_code == 404
