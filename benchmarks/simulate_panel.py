@@ -25,14 +25,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ratings.results import stats  # noqa: E402
+from ratings.results import crossed, stats  # noqa: E402
 from ratings.results.simulation import (  # noqa: E402
     MID,
+    CrossedPanel,
     Panel,
     biased_rater_assignment,
+    crossed_truth,
     draw_study,
     ratings_to_separation,
     simulate_balanced,
+    simulate_crossed,
     simulate_pairs,
     true_means,
 )
@@ -196,6 +199,171 @@ def active_vs_balanced(n_runs: int, seed: int = 40_000) -> str:
                   "runs where active needed fewer", "best fixed split knowing the truth: saving"], rows)
 
 
+# --------------------------------------------------------------------------- 5. issue 11: small panels
+
+SETTINGS = [(p, r, k) for p in (10, 50, 200) for r in (3, 20) for k in (1, 3)]
+SCENARIOS = {
+    "pm0.5": CrossedPanel(),  # prompt × model SD 0.5, taste SD 0.3: coverage and power
+    "pm1.0": CrossedPanel(interaction_sd=1.0),  # prompt × model SD 1.0, taste SD 0.3: coverage
+    "notaste": CrossedPanel(taste_sd=0.0),  # prompt × model SD 0.5, no taste: power as the issue states it
+    "stretch": CrossedPanel(stretch_sd=0.2),  # beyond the issue's list: raters also differ in scale use
+}
+PIGEONHOLE_RESAMPLES = 400
+
+
+def pigeonhole(*, y, model, prompt, rater, n_models: int, rng: np.random.Generator, n_resamples: int,
+               level: float = 0.95):
+    """Two-way (pigeonhole) bootstrap of the plain means: prompts and raters resampled independently, a
+    rating weighted by (times its prompt drawn) × (times its rater drawn); percentile intervals of the
+    means and of every difference (the same draws for all models, so the differences are paired)."""
+    _, p = np.unique(prompt, return_inverse=True)
+    _, r = np.unique(rater, return_inverse=True)
+    n_p, n_r = p.max() + 1, r.max() + 1
+    cell = (p * n_r + r) * n_models + model
+    s = np.bincount(cell, weights=y, minlength=n_p * n_r * n_models).reshape(n_p, n_r * n_models)
+    c = np.bincount(cell, minlength=n_p * n_r * n_models).reshape(n_p, n_r * n_models).astype(float)
+    wp = rng.multinomial(n_p, np.full(n_p, 1 / n_p), n_resamples).astype(float)
+    wr = rng.multinomial(n_r, np.full(n_r, 1 / n_r), n_resamples).astype(float)
+    bs = ((wp @ s).reshape(n_resamples, n_r, n_models) * wr[:, :, None]).sum(axis=1)
+    bc = ((wp @ c).reshape(n_resamples, n_r, n_models) * wr[:, :, None]).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = bs / bc
+    pairs = [(a, b) for a in range(n_models) for b in range(a + 1, n_models)]
+    dif = np.stack([boot[:, a] - boot[:, b] for a, b in pairs], axis=1)
+    q = [(1 - level) / 2, (1 + level) / 2]
+    with np.errstate(invalid="ignore"):
+        m_lo, m_hi = np.nanquantile(boot, q, axis=0)
+        d_lo, d_hi = np.nanquantile(dif, q, axis=0)
+    return m_lo, m_hi, d_lo, d_hi
+
+
+def _one_study(args):
+    """All measures of one simulated study (both criteria): a flat dict of sums, averaged by the caller."""
+    scenario, n_prompts, n_raters, k, seed = args
+    panel = SCENARIOS[scenario]
+    truth = crossed_truth(panel)
+    rng = np.random.default_rng(seed)
+    st = simulate_crossed(panel=panel, n_prompts=n_prompts, n_raters=n_raters, k=k, rng=rng)
+    pairs = [(a, b) for a in range(panel.n_models) for b in range(a + 1, panel.n_models)]
+    out: dict[str, float] = {}
+
+    def add(key, value):
+        out[key] = out.get(key, 0.0) + float(value)
+
+    for c in range(panel.n_criteria):
+        t_pop, t_pan = truth[c], st.truth_panel[c]
+        d_pop = np.array([t_pop[a] - t_pop[b] for a, b in pairs])
+        d_pan = np.array([t_pan[a] - t_pan[b] for a, b in pairs])
+        res = crossed.criterion_results(scores=st.score[c], model=st.model, prompt=st.prompt, rater=st.rater,
+                                        n_models=panel.n_models)
+        for est, t_m, t_d in (("random", t_pop, d_pop), ("panel", t_pan, d_pan)):
+            r_ = res[crossed.ESTIMAND_RANDOM if est == "random" else crossed.ESTIMAND_PANEL]
+            for name, (lo, hi), t in (("mean", r_.mean_ci, t_m), ("norm", r_.normalized_ci, t_m),
+                                      ("diff", r_.diff_ci, t_d), ("rawdiff", r_.raw_diff_ci, t_d)):
+                ok = ~np.isnan(lo)
+                add(f"{est}:{name}:n", ok.sum())
+                add(f"{est}:{name}:hit", ((lo <= t) & (t <= hi))[ok].sum())
+                add(f"{est}:{name}:width", (hi - lo)[ok].sum())
+                if name in ("mean", "norm"):
+                    add(f"{est}:{name}:outside", ((lo < 1) | (hi > 10))[ok].sum())
+            # the top two are models 0 and 1 (pair index 0): told apart, and the wrong way
+            add(f"{est}:apart:c{c}", r_.verdict[0] == "a")
+            add(f"{est}:wrong:c{c}", r_.verdict[0] == "b")
+            wrong_any = any((v == "a" and t_d[i] < 0) or (v == "b" and t_d[i] > 0) for i, v in enumerate(r_.verdict))
+            add(f"{est}:wrong_any", wrong_any)
+            add(f"{est}:df_min", r_.df_min if np.isfinite(r_.df_min) else 0.0)
+        m_lo, m_hi, d_lo, d_hi = pigeonhole(y=st.score[c].astype(float), model=st.model, prompt=st.prompt,
+                                            rater=st.rater, n_models=panel.n_models, rng=rng,
+                                            n_resamples=PIGEONHOLE_RESAMPLES)
+        add("boot:mean:hit", ((m_lo <= t_pop) & (t_pop <= m_hi)).sum())
+        add("boot:mean:n", t_pop.size)
+        add("boot:mean:width", (m_hi - m_lo).sum())
+        add("boot:diff:hit", ((d_lo <= d_pop) & (d_pop <= d_hi)).sum())
+        add("boot:diff:n", d_pop.size)
+        add("boot:diff:width", (d_hi - d_lo).sum())
+        add(f"boot:apart:c{c}", d_lo[0] > 0)
+        add(f"boot:wrong:c{c}", d_hi[0] < 0)
+    return out
+
+
+def _run_setting(scenario: str, setting: tuple[int, int, int], n_studies: int, pool) -> dict:
+    p, r, k = setting
+    base = 1_100_000 + 10_000 * SETTINGS.index(setting) + 1_000_000 * list(SCENARIOS).index(scenario)
+    jobs = [(scenario, p, r, k, base + s) for s in range(n_studies)]
+    total: dict[str, float] = {}
+    for one in (pool.imap_unordered(_one_study, jobs, chunksize=8) if pool else map(_one_study, jobs)):
+        for key, v in one.items():
+            total[key] = total.get(key, 0.0) + v
+    total["studies"] = n_studies
+    return total
+
+
+def _pct(t: dict, est: str, name: str) -> str:
+    n = t.get(f"{est}:{name}:n", 0)
+    return "—" if not n else f"{t[f'{est}:{name}:hit'] / n:.1%}"
+
+
+def _w(t: dict, est: str, name: str) -> str:
+    n = t.get(f"{est}:{name}:n", 0)
+    return "—" if not n else f"{t[f'{est}:{name}:width'] / n:.2f}"
+
+
+def small_panels(n_studies: int, *, processes: int = 2, scenarios=("pm0.5", "pm1.0", "notaste", "stretch")) -> str:
+    """Issue 11: coverage, widths, power and wrong-way verdicts over P × R × k, two methods."""
+    import multiprocessing
+
+    pool = multiprocessing.get_context("fork").Pool(processes) if processes > 1 else None
+    for s in scenarios:
+        crossed_truth(SCENARIOS[s])  # compute the truths once, before forking
+    blocks = []
+    try:
+        for scenario in scenarios:
+            rows_cov, rows_pow = [], []
+            for setting in SETTINGS:
+                t = _run_setting(scenario, setting, n_studies, pool)
+                n = t["studies"]
+                label = f"{setting[0]} / {setting[1]} / {setting[2]}"
+                rows_cov.append([
+                    label, n,
+                    _pct(t, "random", "mean"), _pct(t, "random", "norm"), _pct(t, "random", "diff"),
+                    _pct(t, "random", "rawdiff"),
+                    _pct(t, "panel", "mean"), _pct(t, "panel", "norm"), _pct(t, "panel", "diff"),
+                    _pct(t, "boot", "mean"), _pct(t, "boot", "diff"),
+                    f"{_w(t, 'random', 'mean')} / {_w(t, 'random', 'norm')} / {_w(t, 'random', 'diff')}",
+                    f"{_w(t, 'panel', 'mean')} / {_w(t, 'panel', 'diff')}",
+                    f"{_w(t, 'boot', 'mean')} / {_w(t, 'boot', 'diff')}",
+                    int(t.get("random:mean:outside", 0) + t.get("random:norm:outside", 0)
+                        + t.get("panel:mean:outside", 0) + t.get("panel:norm:outside", 0)),
+                ])
+                pw = lambda est, what: " / ".join(f"{t[f'{est}:{what}:c{c}'] / n:.1%}" for c in (0, 1))  # noqa: E731
+                rows_pow.append([label, n, pw("random", "apart"), pw("random", "wrong"),
+                                 f"{t['random:wrong_any'] / (2 * n):.1%}",
+                                 pw("panel", "apart"), pw("panel", "wrong"), f"{t['panel:wrong_any'] / (2 * n):.1%}",
+                                 pw("boot", "apart"), pw("boot", "wrong"),
+                                 f"{t['random:df_min'] / (2 * n):.1f}"])
+            p = SCENARIOS[scenario]
+            head = (f"#### Scenario {scenario}: prompt × model SD {p.interaction_sd}, rater × model taste SD "
+                    f"{p.taste_sd}, leniency SD {p.leniency_sd} (r = {p.leniency_corr} across criteria), "
+                    f"prompt SD {p.prompt_sd} (skewed), stretch log-SD {p.stretch_sd}, noise SD {p.noise_sd} "
+                    f"(per-rater log-SD {p.noise_spread})")
+            blocks.append(head + "\n\nCoverage of 95% intervals (every model, both criteria; differences: all 10 "
+                          "pairs) and mean widths:\n\n" + table(
+                ["P / R / k", "studies", "means (new raters)", "normalized", "differences (adjusted)",
+                 "differences (plain)", "means (this panel)", "normalized (panel)", "differences (panel)",
+                 "pigeonhole: means", "pigeonhole: differences", "width: mean / norm / diff (new raters)",
+                 "width: mean / diff (panel)", "width: pigeonhole mean / diff", "intervals outside 1–10"],
+                rows_cov) + "\n\nTop two told apart (criterion 1: true gap 0.3 / criterion 2: 0.4), told apart "
+                "the wrong way, and boards with any wrong-way verdict among the 10 pairs:\n\n" + table(
+                ["P / R / k", "studies", "apart (new raters)", "wrong way", "any wrong verdict",
+                 "apart (this panel)", "wrong way (panel)", "any wrong (panel)", "pigeonhole apart",
+                 "pigeonhole wrong way", "smallest d.f. (mean)"], rows_pow))
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
+    return "\n\n".join(blocks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=200, help="simulated studies per row (>= 200 for the claim)")
@@ -207,7 +375,10 @@ def main() -> None:
                         help="first seed of the active-vs-balanced runs (the recorded table uses 40000; another "
                              "value gives a held-out check)")
     parser.add_argument("--quick", action="store_true", help="20 studies / 6 runs: a smoke run")
-    parser.add_argument("--only", choices=["ranking", "coverage", "biased", "active"], help="run one table")
+    parser.add_argument("--only", choices=["ranking", "coverage", "biased", "active", "small"], help="run one table")
+    parser.add_argument("--small-studies", type=int, default=500, help="studies per setting of the issue-11 grid")
+    parser.add_argument("--scenarios", default="pm0.5,pm1.0,notaste,stretch", help="issue-11 scenarios to run")
+    parser.add_argument("--processes", type=int, default=2)
     args = parser.parse_args()
     n, runs = (20, 6) if args.quick else (args.studies, args.active_runs)
     n_cov = 20 if args.quick else max(args.coverage_studies, 200)
@@ -216,11 +387,18 @@ def main() -> None:
         ("coverage", "95% CI coverage of the true means (5 models)", coverage, n_cov),
         ("biased", "30% of raters harsh by 3 points, 70% of their ratings on the two best models", biased_raters, n),
         ("active", "Ratings until every 95% CI is apart (200 prompts, checked every 20 ratings)", active_vs_balanced, runs),
+        ("small", "Small panels (issue 11): P prompts / R raters / k ratings per image, 5 models", small_panels,
+         20 if args.quick else args.small_studies),
     ):
         if args.only and name != args.only:
             continue
         start = time.perf_counter()
-        body = fn(arg, seed=args.active_seed) if name == "active" else fn(arg)
+        if name == "active":
+            body = fn(arg, seed=args.active_seed)
+        elif name == "small":
+            body = fn(arg, processes=args.processes, scenarios=tuple(args.scenarios.split(",")))
+        else:
+            body = fn(arg)
         print(f"### {title}\n\n{body}\n\n_{time.perf_counter() - start:.0f} s_\n", flush=True)
 
 

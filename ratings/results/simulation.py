@@ -14,6 +14,7 @@ model decides who wins.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from dataclasses import dataclass, field
@@ -237,3 +238,118 @@ def ratings_to_separation(*, panel: Panel, strategy: str, seed: int, n_prompts: 
             if _separated(tab):
                 return len(scores)
     return max_ratings
+
+
+# --------------------------------------------------------------------------- the issue-11 validation panel
+
+
+@dataclass(frozen=True)
+class CrossedPanel:
+    """The generative model of the small-panel validation (issue 11), per criterion c:
+
+        y = clip(round(5.5 + s_r·(q_mc + d_p + u_pmc − 5.5) + o_rc + t_rmc + σ_r·ε), 1, 10)
+
+    d_p skewed prompt difficulty (a standardized gamma(2), long tail of hard prompts), u prompt × model
+    interaction, o rater leniency (correlated across criteria), s_r the rater's use of the scale
+    (log-normal), t rater × model taste, σ_r the rater's own noise scale (log-normal around ``noise_sd``).
+    """
+
+    quality: tuple[tuple[float, ...], ...] = ((6.4, 6.1, 5.5, 4.9, 4.3), (6.6, 6.2, 5.6, 5.0, 4.4))
+    prompt_sd: float = 0.8
+    interaction_sd: float = 0.5
+    leniency_sd: float = 0.7
+    leniency_corr: float = 0.6
+    stretch_sd: float = 0.0
+    taste_sd: float = 0.3
+    noise_sd: float = 1.0
+    noise_spread: float = 0.3
+
+    @property
+    def n_models(self) -> int:
+        return len(self.quality[0])
+
+    @property
+    def n_criteria(self) -> int:
+        return len(self.quality)
+
+
+@dataclass
+class CrossedStudy:
+    """One simulated study: per criterion the ratings, and the truths for both estimands."""
+
+    score: np.ndarray  # (C, N)
+    model: np.ndarray  # (N,)
+    prompt: np.ndarray
+    rater: np.ndarray
+    truth_panel: np.ndarray  # (C, M): mean over new prompts of *these* raters (weighted by their share)
+
+
+def _skewed(rng: np.random.Generator, size) -> np.ndarray:
+    g = rng.gamma(2.0, 1.0, size)
+    return -(g - 2.0) / np.sqrt(2.0)  # mean 0, SD 1, long tail of hard prompts (negative)
+
+
+def _expected_score(latent: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """E clip(round(latent + sd·ε), 1, 10) for ε ~ N(0, 1), exactly (ten-step staircase)."""
+    from scipy.special import ndtr
+
+    steps = np.arange(1, 10) + 0.5
+    return 1.0 + ndtr((latent[..., None] - steps) / sd[..., None]).sum(axis=-1)
+
+
+@functools.lru_cache(maxsize=8)
+def _latent_points(panel: CrossedPanel, n: int = 128) -> np.ndarray:
+    """Stratified quantiles of d_p + u_pm (the prompt part of a latent score), for the panel truths."""
+    rng = np.random.default_rng(99)
+    big = panel.prompt_sd * _skewed(rng, 400_000) + rng.normal(0, panel.interaction_sd, 400_000)
+    return np.quantile(big, (np.arange(n) + 0.5) / n)
+
+
+@functools.lru_cache(maxsize=8)
+def crossed_truth(panel: CrossedPanel, n: int = 1_000_000, seed: int = 4242) -> np.ndarray:
+    """(C, M) population means over new prompts and new raters (noise integrated exactly)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((panel.n_criteria, panel.n_models))
+    lat = panel.prompt_sd * _skewed(rng, n)
+    stretch = np.exp(rng.normal(0, panel.stretch_sd, n))
+    sd = panel.noise_sd * np.exp(rng.normal(0, panel.noise_spread, n))
+    for c in range(panel.n_criteria):
+        off = rng.normal(0, panel.leniency_sd, n)
+        for m, q in enumerate(panel.quality[c]):
+            x = MID + stretch * (q + lat + rng.normal(0, panel.interaction_sd, n) - MID) + off + rng.normal(
+                0, panel.taste_sd, n)
+            out[c, m] = _expected_score(x, sd).mean()
+    return out
+
+
+def simulate_crossed(*, panel: CrossedPanel, n_prompts: int, n_raters: int, k: int,
+                     rng: np.random.Generator) -> CrossedStudy:
+    """Every image (prompt × model) rated on every criterion by k distinct raters drawn from the panel."""
+    n_m, n_c = panel.n_models, panel.n_criteria
+    items = np.arange(n_prompts * n_m)
+    item = np.repeat(items, k)
+    prompt, model = item // n_m, item % n_m
+    rater = np.argsort(rng.random((items.size, n_raters)), axis=1)[:, :k].reshape(-1)
+    difficulty = panel.prompt_sd * _skewed(rng, n_prompts)
+    cov = panel.leniency_sd**2 * (np.full((n_c, n_c), panel.leniency_corr) + (1 - panel.leniency_corr) * np.eye(n_c))
+    leniency = rng.multivariate_normal(np.zeros(n_c), cov, n_raters)  # (R, C)
+    stretch = np.exp(rng.normal(0, panel.stretch_sd, n_raters))
+    noise = panel.noise_sd * np.exp(rng.normal(0, panel.noise_spread, n_raters))
+    share = np.bincount(rater, minlength=n_raters) / rater.size
+    pts = _latent_points(panel)
+    scores = np.empty((n_c, item.size), dtype=np.int64)
+    truth_panel = np.empty((n_c, n_m))
+    for c in range(n_c):
+        q = np.asarray(panel.quality[c])
+        inter = rng.normal(0, panel.interaction_sd, (n_prompts, n_m))
+        taste = rng.normal(0, panel.taste_sd, (n_raters, n_m))
+        latent = q[model] + difficulty[prompt] + inter[prompt, model]
+        raw = (MID + stretch[rater] * (latent - MID) + leniency[rater, c] + taste[rater, model]
+               + noise[rater] * rng.normal(0, 1, item.size))
+        scores[c] = np.clip(np.rint(raw), 1, 10)
+        # this panel's truth: each rater's expected score over new prompts, weighted by their share
+        x = (MID + stretch[:, None, None] * (q[None, :, None] + pts[None, None, :] - MID)
+             + leniency[:, c, None, None] + taste[:, :, None])  # (R, M, points)
+        e_rm = _expected_score(x, np.broadcast_to(noise[:, None, None], x.shape)).mean(axis=-1)
+        truth_panel[c] = share @ e_rm
+    return CrossedStudy(score=scores, model=model, prompt=prompt, rater=rater, truth_panel=truth_panel)
