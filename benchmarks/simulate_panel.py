@@ -208,7 +208,7 @@ SCENARIOS = {
     "notaste": CrossedPanel(taste_sd=0.0),  # prompt × model SD 0.5, no taste: power as the issue states it
     "stretch": CrossedPanel(stretch_sd=0.2),  # beyond the issue's list: raters also differ in scale use
 }
-PIGEONHOLE_RESAMPLES = 400
+PIGEONHOLE_RESAMPLES = 200
 
 
 def pigeonhole(*, y, model, prompt, rater, n_models: int, rng: np.random.Generator, n_resamples: int,
@@ -239,7 +239,7 @@ def pigeonhole(*, y, model, prompt, rater, n_models: int, rng: np.random.Generat
 
 def _one_study(args):
     """All measures of one simulated study (both criteria): a flat dict of sums, averaged by the caller."""
-    scenario, n_prompts, n_raters, k, seed = args
+    scenario, n_prompts, n_raters, k, seed, with_bootstrap = args
     panel = SCENARIOS[scenario]
     truth = crossed_truth(panel)
     rng = np.random.default_rng(seed)
@@ -272,6 +272,8 @@ def _one_study(args):
             wrong_any = any((v == "a" and t_d[i] < 0) or (v == "b" and t_d[i] > 0) for i, v in enumerate(r_.verdict))
             add(f"{est}:wrong_any", wrong_any)
             add(f"{est}:df_min", r_.df_min if np.isfinite(r_.df_min) else 0.0)
+        if not with_bootstrap:
+            continue
         m_lo, m_hi, d_lo, d_hi = pigeonhole(y=st.score[c].astype(float), model=st.model, prompt=st.prompt,
                                             rater=st.rater, n_models=panel.n_models, rng=rng,
                                             n_resamples=PIGEONHOLE_RESAMPLES)
@@ -286,15 +288,16 @@ def _one_study(args):
     return out
 
 
-def _run_setting(scenario: str, setting: tuple[int, int, int], n_studies: int, pool) -> dict:
+def _run_setting(scenario: str, setting: tuple[int, int, int], n_studies: int, pool, n_boot: int) -> dict:
     p, r, k = setting
     base = 1_100_000 + 10_000 * SETTINGS.index(setting) + 1_000_000 * list(SCENARIOS).index(scenario)
-    jobs = [(scenario, p, r, k, base + s) for s in range(n_studies)]
+    jobs = [(scenario, p, r, k, base + s, s < n_boot) for s in range(n_studies)]
     total: dict[str, float] = {}
     for one in (pool.imap_unordered(_one_study, jobs, chunksize=8) if pool else map(_one_study, jobs)):
         for key, v in one.items():
             total[key] = total.get(key, 0.0) + v
     total["studies"] = n_studies
+    total["boot_studies"] = min(n_boot, n_studies)
     return total
 
 
@@ -308,7 +311,8 @@ def _w(t: dict, est: str, name: str) -> str:
     return "—" if not n else f"{t[f'{est}:{name}:width'] / n:.2f}"
 
 
-def small_panels(n_studies: int, *, processes: int = 2, scenarios=("pm0.5", "pm1.0", "notaste", "stretch")) -> str:
+def small_panels(n_studies: int, *, processes: int = 2, scenarios=("pm0.5", "pm1.0", "notaste", "stretch"),
+                 bootstrap_studies: int = 200) -> str:
     """Issue 11: coverage, widths, power and wrong-way verdicts over P × R × k, two methods."""
     import multiprocessing
 
@@ -320,11 +324,13 @@ def small_panels(n_studies: int, *, processes: int = 2, scenarios=("pm0.5", "pm1
         for scenario in scenarios:
             rows_cov, rows_pow = [], []
             for setting in SETTINGS:
-                t = _run_setting(scenario, setting, n_studies, pool)
+                t = _run_setting(scenario, setting, n_studies, pool, bootstrap_studies)
+                print(f"  {scenario} {setting}: diff {_pct(t, 'random', 'diff')} mean {_pct(t, 'random', 'mean')} "
+                      f"norm {_pct(t, 'random', 'norm')}", file=sys.stderr, flush=True)
                 n = t["studies"]
                 label = f"{setting[0]} / {setting[1]} / {setting[2]}"
                 rows_cov.append([
-                    label, n,
+                    label, f"{n} ({t['boot_studies']})",
                     _pct(t, "random", "mean"), _pct(t, "random", "norm"), _pct(t, "random", "diff"),
                     _pct(t, "random", "rawdiff"),
                     _pct(t, "panel", "mean"), _pct(t, "panel", "norm"), _pct(t, "panel", "diff"),
@@ -335,7 +341,11 @@ def small_panels(n_studies: int, *, processes: int = 2, scenarios=("pm0.5", "pm1
                     int(t.get("random:mean:outside", 0) + t.get("random:norm:outside", 0)
                         + t.get("panel:mean:outside", 0) + t.get("panel:norm:outside", 0)),
                 ])
-                pw = lambda est, what: " / ".join(f"{t[f'{est}:{what}:c{c}'] / n:.1%}" for c in (0, 1))  # noqa: E731
+                def pw(est, what, t=t, n=n):
+                    n_ = t["boot_studies"] if est == "boot" else n
+                    if not n_:
+                        return "—"
+                    return " / ".join(f"{t.get(f'{est}:{what}:c{c}', 0) / n_:.1%}" for c in (0, 1))
                 rows_pow.append([label, n, pw("random", "apart"), pw("random", "wrong"),
                                  f"{t['random:wrong_any'] / (2 * n):.1%}",
                                  pw("panel", "apart"), pw("panel", "wrong"), f"{t['panel:wrong_any'] / (2 * n):.1%}",
@@ -348,7 +358,7 @@ def small_panels(n_studies: int, *, processes: int = 2, scenarios=("pm0.5", "pm1
                     f"(per-rater log-SD {p.noise_spread})")
             blocks.append(head + "\n\nCoverage of 95% intervals (every model, both criteria; differences: all 10 "
                           "pairs) and mean widths:\n\n" + table(
-                ["P / R / k", "studies", "means (new raters)", "normalized", "differences (adjusted)",
+                ["P / R / k", "studies (pigeonhole)", "means (new raters)", "normalized", "differences (adjusted)",
                  "differences (plain)", "means (this panel)", "normalized (panel)", "differences (panel)",
                  "pigeonhole: means", "pigeonhole: differences", "width: mean / norm / diff (new raters)",
                  "width: mean / diff (panel)", "width: pigeonhole mean / diff", "intervals outside 1–10"],
@@ -379,6 +389,8 @@ def main() -> None:
     parser.add_argument("--small-studies", type=int, default=500, help="studies per setting of the issue-11 grid")
     parser.add_argument("--scenarios", default="pm0.5,pm1.0,notaste,stretch", help="issue-11 scenarios to run")
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--bootstrap-studies", type=int, default=200,
+                        help="of the issue-11 studies, how many also run the pigeonhole bootstrap (the compared method)")
     args = parser.parse_args()
     n, runs = (20, 6) if args.quick else (args.studies, args.active_runs)
     n_cov = 20 if args.quick else max(args.coverage_studies, 200)
@@ -396,7 +408,8 @@ def main() -> None:
         if name == "active":
             body = fn(arg, seed=args.active_seed)
         elif name == "small":
-            body = fn(arg, processes=args.processes, scenarios=tuple(args.scenarios.split(",")))
+            body = fn(arg, processes=args.processes, scenarios=tuple(args.scenarios.split(",")),
+                      bootstrap_studies=args.bootstrap_studies)
         else:
             body = fn(arg)
         print(f"### {title}\n\n{body}\n\n_{time.perf_counter() - start:.0f} s_\n", flush=True)

@@ -42,6 +42,13 @@ class AssignmentStrategy(models.TextChoices):
     ACTIVE = "active", "active (where a rating most shrinks the uncertainty that matters)"
 
 
+class Estimand(models.TextChoices):
+    """What a leaderboard interval is about (the names match ratings.results.crossed.ESTIMANDS)."""
+
+    RATERS_RANDOM = "raters_random", "New prompts of this kind and new raters like these"
+    THIS_PANEL = "this_panel", "New prompts of this kind, rated by this panel"
+
+
 class Study(models.Model):
     name = models.CharField(max_length=200)
     sweep = models.ForeignKey("generation.Sweep", on_delete=models.PROTECT, related_name="studies")
@@ -75,6 +82,10 @@ class Study(models.Model):
     imported_from = models.CharField(
         max_length=255, blank=True, editable=False,
         help_text="File its ratings were imported from (import_ratings); empty for a study rated here.",
+    )
+    estimand = models.CharField(
+        max_length=16, choices=Estimand.choices, default=Estimand.RATERS_RANDOM,
+        help_text="What the leaderboard's intervals are about (both are computed; the page can switch).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(

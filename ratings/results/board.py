@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-BOARD_FORMAT = 1  # bump when a field changes meaning (not when one is added with a default)
+BOARD_FORMAT = 2  # 2: ranks from differences (None where too few), estimands; bump when a field changes meaning (not when one is added with a default)
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,57 @@ class ScoreCell:
     ci_high: float | None
     n: int
     n_prompts: int
-    rank: int
+    rank: int | None  # None: too few ratings (or no interval for the estimand): no rank
     norm_mean: float | None = None  # rater-normalized score (None where not computed)
     norm_ci_low: float | None = None
     norm_ci_high: float | None = None
+    too_few: bool = False  # below the stated minimum: mean and n only
+    n_raters: int = 0
+    better_than: tuple[int, ...] = ()  # model indices this one is credibly better than (rater-adjusted)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Models a − b (indices, a < b) on one criterion: rater-adjusted difference with its 95% interval and the
+    verdict ("a", "b", "unclear", or "too few"), and the plain difference of means beside it."""
+
+    a: int
+    b: int
+    difference: float | None
+    ci_low: float | None
+    ci_high: float | None
+    verdict: str
+    plain_difference: float | None = None
+    plain_ci_low: float | None = None
+    plain_ci_high: float | None = None
+
+    def flipped(self) -> Difference:
+        """The same comparison read as b − a."""
+        neg = lambda x: None if x is None else -x  # noqa: E731
+        return Difference(a=self.b, b=self.a, difference=neg(self.difference), ci_low=neg(self.ci_high),
+                          ci_high=neg(self.ci_low), verdict={"a": "b", "b": "a"}.get(self.verdict, self.verdict),
+                          plain_difference=neg(self.plain_difference), plain_ci_low=neg(self.plain_ci_high),
+                          plain_ci_high=neg(self.plain_ci_low))
+
+
+@dataclass(frozen=True)
+class CriterionNotes:
+    """What the page says about one criterion's intervals."""
+
+    raters_estimable: bool = True  # False: 1–2 raters and the new-raters estimand: no interval at all
+    df_min: float | None = None  # smallest Satterthwaite d.f. of a shown interval
+    prompts_eff: float | None = None
+    raters_eff: float | None = None
+    components: Mapping[str, float] = field(default_factory=dict)  # variance components (1–10 scale)
+
+
+@dataclass(frozen=True)
+class EstimandResults:
+    """Scores, differences and notes under one estimand (``ratings.results.crossed.ESTIMANDS``)."""
+
+    scores: Mapping[str, tuple[ScoreCell, ...]] = field(default_factory=dict)
+    differences: Mapping[str, tuple[Difference, ...]] = field(default_factory=dict)
+    notes: Mapping[str, CriterionNotes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -191,17 +238,38 @@ class Board:
     n_ratings_simulated: int
     n_prompts: int
     n_resamples: int
+    estimand: str = "raters_random"  # what ``scores`` and ``differences`` are about
+    differences: Mapping[str, tuple[Difference, ...]] = field(default_factory=dict)  # criterion key -> pairs
+    notes: Mapping[str, CriterionNotes] = field(default_factory=dict)
+    by_estimand: Mapping[str, EstimandResults] = field(default_factory=dict)  # both estimands, computed
 
     def order(self) -> list[int]:
-        """Model indices best first by the first criterion (rank, then mean); models without ratings last."""
+        """Model indices best first by the first criterion (rank, then mean); models without ratings or rank last."""
 
         def key(i: int) -> tuple:
             if not self.criteria:
-                return (0, 0, 0, self.models[i].name)
+                return (0, 0, 0, 0, self.models[i].name)
             cell = self.scores[self.criteria[0].key][i]
-            return (cell.mean is None, cell.rank, -(cell.mean or 0), self.models[i].name)
+            return (cell.mean is None, cell.rank is None, cell.rank or 0, -(cell.mean or 0), self.models[i].name)
 
         return sorted(range(len(self.models)), key=key)
+
+    def difference(self, key: str, i: int, j: int) -> Difference:
+        """Model i − model j on criterion ``key`` (either order of the stored pair)."""
+        for d in self.differences.get(key, ()):
+            if (d.a, d.b) == (i, j):
+                return d
+            if (d.a, d.b) == (j, i):
+                return d.flipped()
+        raise KeyError((key, i, j))
+
+    def for_estimand(self, estimand: str) -> Board:
+        """This board with its scores, differences and notes under another estimand (unknown: unchanged)."""
+        part = self.by_estimand.get(estimand)
+        if part is None:
+            return self
+        return dataclasses.replace(self, estimand=estimand, scores=part.scores, differences=part.differences,
+                                   notes=part.notes)
 
 
 # --------------------------------------------------------------------------- JSON

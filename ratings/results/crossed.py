@@ -42,6 +42,7 @@ from scipy import stats as sps
 SCALE_MIN = 1.0
 SCALE_MAX = 10.0
 LEVEL = 0.95
+ROUNDING_VARIANCE = 1.0 / 12.0
 
 FACTORS = ("prompt", "rater", "prompt_model", "rater_model", "residual")
 # the identifiers a factor's level is made of: two ratings share the level iff they agree on all of them
@@ -55,6 +56,10 @@ MIN_RATERS_RANDOM = 3  # with 1–2 raters the variation between raters cannot b
 ESTIMAND_RANDOM = "raters_random"  # new prompts of this kind, new raters like these
 ESTIMAND_PANEL = "this_panel"  # new prompts of this kind, these raters
 ESTIMANDS = (ESTIMAND_RANDOM, ESTIMAND_PANEL)
+ESTIMAND_SENTENCE = {
+    ESTIMAND_RANDOM: "new prompts of this kind rated by new raters like these (prompts and raters both random)",
+    ESTIMAND_PANEL: "new prompts of this kind rated by this panel (raters fixed: this team's own judgement)",
+}
 
 
 # --------------------------------------------------------------------------- design
@@ -175,6 +180,8 @@ def variance_components(d: Design) -> Components:
     a = np.asarray(rows) * np.asarray(weights)[:, None]
     b = np.asarray(rhs) * np.asarray(weights)
     variance, _ = optimize.nnls(a, b)
+    # integer scores carry at least their rounding (variance 1/12): no interval of zero width
+    variance[-1] = max(variance[-1], ROUNDING_VARIANCE)
     prompts_eff = d.n**2 / float(np.sum(np.bincount(d.p).astype(np.float64) ** 2))
     raters_eff = d.n**2 / float(np.sum(np.bincount(d.r).astype(np.float64) ** 2))
     m_seen = max(int(np.unique(d.m).size), 1)
@@ -401,8 +408,12 @@ def criterion_results(*, scores, model, prompt, rater, n_models: int, level: flo
                 n_better[a] += 1
             else:
                 verdict.append("unclear")
-        keep_m = lambda x: np.where(shown, x, np.nan)  # noqa: E731
-        keep_k = lambda x: np.where(pair_ok, x, np.nan)  # noqa: E731
+        def keep_m(x, shown=shown):
+            return np.where(shown, x, np.nan)
+
+        def keep_k(x, pair_ok=pair_ok):
+            return np.where(pair_ok, x, np.nan)
+
         dfs = np.concatenate([raw.df[shown], dif.df[pair_ok]])
         out[estimand] = CriterionResult(
             estimand=estimand, mean=plain, mean_ci=(keep_m(raw.ci_low), keep_m(raw.ci_high)),

@@ -56,7 +56,7 @@ def leaderboard_rows(*, board: Board) -> tuple[list[str], list[list]]:
     for c in board.criteria:
         k = c.key
         header += [f"{k}_mean", f"{k}_ci_low", f"{k}_ci_high", f"{k}_n", f"{k}_n_prompts", f"{k}_rank",
-                   f"{k}_normalized_mean"]
+                   f"{k}_normalized_mean", f"{k}_normalized_ci_low", f"{k}_normalized_ci_high"]
     header += ["ocr_text_accuracy_pct", "ocr_ci_low", "ocr_ci_high", "ocr_n_images", "ocr_all_words_pct"]
     rows = []
     for i in board.order():
@@ -66,7 +66,8 @@ def leaderboard_rows(*, board: Board) -> tuple[list[str], list[list]]:
         for c in board.criteria:
             cell = board.scores[c.key][i]
             row += [_r(cell.mean, 3), _r(cell.ci_low, 3), _r(cell.ci_high, 3), cell.n, cell.n_prompts,
-                    cell.rank, _r(cell.norm_mean, 3)]
+                    "" if cell.rank is None else cell.rank, _r(cell.norm_mean, 3), _r(cell.norm_ci_low, 3),
+                    _r(cell.norm_ci_high, 3)]
         ocr = board.ocr.cell(i)
         if ocr is None:
             row += ["", "", "", 0]
@@ -75,6 +76,26 @@ def leaderboard_rows(*, board: Board) -> tuple[list[str], list[list]]:
         row.append(_r(board.ocr.all_words_of(i), 1))
         rows.append(row)
     return header, rows
+
+
+DIFFERENCES_HEADER = ["criterion", "model_a", "model_b", "difference", "ci_low", "ci_high", "verdict",
+                      "plain_difference", "estimand"]
+
+
+def differences_rows(*, board: Board) -> tuple[list[str], list[list]]:
+    """One row per pair of models and criterion: the rater-adjusted difference a − b on the 1–10 scale, its 95%
+    interval and the verdict (a, b or unclear; empty interval and "unclear" where there are too few ratings),
+    then the plain difference of means and the estimand. Pairs follow the board's order (model_a first)."""
+    order = board.order()
+    rows = []
+    for c in board.criteria:
+        for x, i in enumerate(order):
+            for j in order[x + 1:]:
+                d = board.difference(c.key, i, j)
+                rows.append([c.key, board.models[i].name, board.models[j].name, _r(d.difference, 3),
+                             _r(d.ci_low, 3), _r(d.ci_high, 3), d.verdict if d.verdict in ("a", "b") else "unclear",
+                             _r(d.plain_difference, 3), board.estimand])
+    return DIFFERENCES_HEADER, rows
 
 
 def _r(x: float | None, digits: int) -> float | str:

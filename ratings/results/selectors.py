@@ -27,12 +27,15 @@ from prompts.models import Prompt
 from ..models import Assignment, Criterion, Panelist, Rating, RatingChange, Side, Study, StudyStatus
 from ..quality import panelist_quality
 from ..selectors import PROMPT_ACCURACY_KEY
-from . import stats
+from . import crossed, stats
 from .board import (
     BOARD_FORMAT,
     Agreement,
     Board,
+    CriterionNotes,
     CriterionRef,
+    Difference,
+    EstimandResults,
     ModelFacts,
     ModelSettings,
     OcrCorrelation,
@@ -205,7 +208,7 @@ def ratings_version(*, study: Study) -> str:
         n=Count("id"), last=Max("finished_at")
     )
     changed = RatingChange.objects.filter(rating__study=study).aggregate(last=Max("id"))["last"]  # changed answers
-    key = repr((agg["n"], agg["last"], changed, excluded, crits, gens["n"], gens["last"], study.name))
+    key = repr((agg["n"], agg["last"], changed, excluded, crits, gens["n"], gens["last"], study.name, study.estimand))
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
@@ -388,22 +391,55 @@ def _leaderboard_inputs(*, study: Study) -> _Inputs:
 
 @dataclass(frozen=True)
 class _CriterionResults:
-    cells: tuple[ScoreCell, ...]
+    by_estimand: dict[str, EstimandResults]  # this criterion only
     agreement: Agreement
     by_category: dict[str, tuple[ScoreCell, ...]]
 
 
-def _criterion_results(*, inp: _Inputs, criterion: Criterion) -> _CriterionResults:
-    """Raw and rater-normalized cells, agreement and per-category cells of one criterion."""
+def _crossed_cells(res: crossed.CriterionResult) -> tuple[ScoreCell, ...]:
+    """Per model: mean, normalized mean, their intervals (None where too few), n, prompts, raters, rank."""
+    cells = []
+    for i in range(res.mean.size):
+        shown = bool(res.enough[i]) and res.raters_estimable
+        cells.append(ScoreCell(
+            mean=_finite(res.mean[i]), ci_low=_finite(res.mean_ci[0][i]), ci_high=_finite(res.mean_ci[1][i]),
+            n=int(res.n_ratings[i]), n_prompts=int(res.n_prompts[i]), rank=int(res.rank[i]) if shown else None,
+            norm_mean=_finite(res.normalized[i]), norm_ci_low=_finite(res.normalized_ci[0][i]),
+            norm_ci_high=_finite(res.normalized_ci[1][i]),
+            too_few=bool(res.n_ratings[i]) and not bool(res.enough[i]), n_raters=int(res.n_raters[i]),
+            better_than=tuple(res.better_than[i]),
+        ))
+    return tuple(cells)
+
+
+def _crossed_differences(res: crossed.CriterionResult) -> tuple[Difference, ...]:
+    return tuple(Difference(
+        a=a, b=b, difference=_finite(res.diff[k]), ci_low=_finite(res.diff_ci[0][k]),
+        ci_high=_finite(res.diff_ci[1][k]), verdict=res.verdict[k], plain_difference=_finite(res.raw_diff[k]),
+        plain_ci_low=_finite(res.raw_diff_ci[0][k]), plain_ci_high=_finite(res.raw_diff_ci[1][k]),
+    ) for k, (a, b) in enumerate(res.pairs))
+
+
+def _crossed_notes(res: crossed.CriterionResult) -> CriterionNotes:
+    comps = res.components
+    return CriterionNotes(
+        raters_estimable=res.raters_estimable, df_min=_finite(res.df_min),
+        prompts_eff=_finite(comps.prompts_eff) if comps else None,
+        raters_eff=_finite(comps.raters_eff) if comps else None,
+        components=dict(zip(crossed.FACTORS, (float(v) for v in comps.variance), strict=True)) if comps else {},
+    )
+
+
+def _criterion_results(*, inp: _Inputs, criterion: Criterion, estimand: str) -> _CriterionResults:
+    """Cells, differences and notes under both estimands, agreement and per-category cells of one criterion."""
     a = inp.a
     sel = a.criterion == criterion.pk
     y, mm, pp, rr = a.score[sel], inp.model_of[sel], inp.prompt_of[sel], inp.rater_of[sel]
     items, item_of = _dense(a.generation[sel])
-    common = {"model": mm, "prompt": pp, "n_models": inp.n_models, "n_prompts": max(inp.n_prompts, 1),
-              "seed": criterion_seed(key=criterion.key)}
-    raw = stats.model_means(scores=y, rater=rr if y.size else None, n_resamples=N_RESAMPLES, **common)
-    z = stats.normalize_scores(scores=y, rater=rr, item=item_of)
-    norm = stats.model_means(scores=z, rater=rr if y.size else None, n_resamples=N_RESAMPLES, **common)
+    results = crossed.criterion_results(scores=y, model=mm, prompt=pp, rater=rr, n_models=inp.n_models)
+    by_estimand = {e: EstimandResults(scores={criterion.key: _crossed_cells(res)},
+                                      differences={criterion.key: _crossed_differences(res)},
+                                      notes={criterion.key: _crossed_notes(res)}) for e, res in results.items()}
     agreement = Agreement(
         alpha=_finite(stats.krippendorff_interval_alpha(scores=y, rater=rr, item=item_of)) if y.size else None,
         n_ratings=int(y.size), n_images=int(items.size),
@@ -413,28 +449,33 @@ def _criterion_results(*, inp: _Inputs, criterion: Criterion) -> _CriterionResul
     by_category = {}
     for cat in sorted(set(cats.tolist())):
         cs = cats == cat
-        t = stats.model_means(scores=y[cs], model=mm[cs], prompt=pp[cs], rater=rr[cs], n_models=inp.n_models,
-                              n_prompts=max(inp.n_prompts, 1), n_resamples=CATEGORY_RESAMPLES,
-                              seed=criterion_seed(key=criterion.key))
-        by_category[cat] = tuple(_cell(t, i) for i in range(inp.n_models))
-    return _CriterionResults(cells=tuple(_cell(raw, i, norm) for i in range(inp.n_models)), agreement=agreement,
-                             by_category=by_category)
+        t = crossed.criterion_results(scores=y[cs], model=mm[cs], prompt=pp[cs], rater=rr[cs],
+                                      n_models=inp.n_models)[estimand]
+        by_category[cat] = _crossed_cells(t)
+    return _CriterionResults(by_estimand=by_estimand, agreement=agreement, by_category=by_category)
 
 
 def leaderboard_compute(*, study: Study) -> Board:
     """Everything the leaderboard page, its CSV and the ``leaderboard`` command show."""
     inp = _leaderboard_inputs(study=study)
-    per_criterion = {c.key: _criterion_results(inp=inp, criterion=c) for c in inp.criteria}
+    estimand = study.estimand if study.estimand in crossed.ESTIMANDS else crossed.ESTIMAND_RANDOM
+    per_criterion = {c.key: _criterion_results(inp=inp, criterion=c, estimand=estimand) for c in inp.criteria}
     by_category: dict[str, dict[str, tuple[ScoreCell, ...]]] = {}
     for key, res in per_criterion.items():
         for cat, cells in res.by_category.items():
             by_category.setdefault(cat, {})[key] = cells
+    by_estimand = {e: EstimandResults(
+        scores={k: res.by_estimand[e].scores[k] for k, res in per_criterion.items()},
+        differences={k: res.by_estimand[e].differences[k] for k, res in per_criterion.items()},
+        notes={k: res.by_estimand[e].notes[k] for k, res in per_criterion.items()},
+    ) for e in crossed.ESTIMANDS}
+    chosen = by_estimand[estimand]
     all_ratings, a = inp.all_ratings, inp.a
     return Board(
         study_id=study.pk, study_name=study.name, computed_at=timezone.now().isoformat(timespec="seconds"),
         criteria=tuple(CriterionRef(id=c.pk, key=c.key, name=c.name) for c in inp.criteria),
         models=tuple(inp.models),
-        scores={key: res.cells for key, res in per_criterion.items()},
+        scores=chosen.scores,
         by_category=dict(sorted(by_category.items())),
         agreement={key: res.agreement for key, res in per_criterion.items()},
         pairs=_pair_results(a=a, criteria=inp.criteria, model_ids=inp.model_ids),
@@ -443,6 +484,7 @@ def leaderboard_compute(*, study: Study) -> Board:
         n_ratings_total=len(all_ratings), n_ratings_used=len(a),
         n_ratings_excluded=int(all_ratings.excluded.sum()), n_ratings_gold=int(all_ratings.is_gold.sum()),
         n_ratings_simulated=int(all_ratings.simulated.sum()), n_prompts=inp.n_prompts, n_resamples=N_RESAMPLES,
+        estimand=estimand, differences=chosen.differences, notes=chosen.notes, by_estimand=by_estimand,
     )
 
 

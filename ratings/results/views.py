@@ -19,7 +19,15 @@ from . import selectors as rs
 from . import snapshots
 from .board import Board
 from .charts import chart_for
-from .export import RATINGS_CSV_HEADER, csv_stream, leaderboard_rows, ratings_export_rows
+from .crossed import (
+    ESTIMAND_PANEL,
+    ESTIMAND_RANDOM,
+    ESTIMAND_SENTENCE,
+    MIN_PROMPTS,
+    MIN_RATERS_RANDOM,
+    MIN_RATINGS,
+)
+from .export import RATINGS_CSV_HEADER, csv_stream, differences_rows, leaderboard_rows, ratings_export_rows
 from .models import SnapshotReason
 
 
@@ -67,23 +75,79 @@ def _table_context(*, board: Board, for_staff: bool) -> dict:
         })
     return {
         "board": board, "criteria": crits, "rows": rows, "categories": categories, "pairs": pairs,
+        "verdicts": _verdicts(board=board, order=order), **_estimand_context(board=board),
         "charts": [chart_for(board=board, criterion=c, order=order) for c in crits],
         "for_staff": for_staff,
     }
 
 
-def _render_board(request: HttpRequest, study: Study, *, for_staff: bool) -> HttpResponse:
-    """The latest snapshot (or a past one, ?snapshot=ID, for staff), never a board computed here."""
+def _verdicts(*, board: Board, order: list[int]) -> list[dict]:
+    """Per criterion: the 'better than' list and matrix (row model vs column model) from the differences."""
+    names = [m.name for m in board.models]
+    marks = {"a": "better", "b": "worse", "too few": "too few"}
+    out = []
+    for c in board.criteria:
+        cells = board.scores[c.key]
+        shown = [i for i in order if cells[i].mean is not None]
+        matrix = []
+        for i in shown:
+            row = []
+            for j in shown:
+                if i == j:
+                    row.append({"self": True})
+                    continue
+                d = board.difference(c.key, i, j)
+                row.append({"mark": marks.get(d.verdict, "unclear"), "difference": d.difference, "ci_low": d.ci_low,
+                            "ci_high": d.ci_high, "col": names[j]})
+            matrix.append({"name": names[i], "cells": row})
+        better = [{"name": names[i], "rank": cells[i].rank, "too_few": cells[i].too_few,
+                   "better_than": [names[j] for j in order if j in cells[i].better_than]} for i in shown]
+        out.append({"criterion": c, "names": [names[i] for i in shown], "matrix": matrix, "better": better})
+    return out
+
+
+def _estimand_context(*, board: Board) -> dict:
+    """The estimand sentence, the other estimand (the toggle), and why some intervals are missing or wider."""
+    estimand = board.estimand if board.estimand in ESTIMAND_SENTENCE else ESTIMAND_RANDOM
+    other = ESTIMAND_PANEL if estimand == ESTIMAND_RANDOM else ESTIMAND_RANDOM
+    return {
+        "estimand": estimand, "estimand_sentence": ESTIMAND_SENTENCE[estimand], "other_estimand": other,
+        "other_estimand_sentence": ESTIMAND_SENTENCE[other],
+        "raters_not_estimable": any(not n.raters_estimable for n in board.notes.values()),
+        "few_prompts": 0 < board.n_prompts < 20,
+        "min_ratings": MIN_RATINGS, "min_prompts": MIN_PROMPTS, "min_raters": MIN_RATERS_RANDOM,
+    }
+
+
+def _with_estimand(request: HttpRequest, board: Board) -> Board:
+    """The board under the estimand the request asks for (?estimand=...), else the study's own."""
+    wanted = request.GET.get("estimand")
+    return board.for_estimand(wanted) if wanted else board
+
+
+def _snapshot_for(request: HttpRequest, study: Study, *, for_staff: bool) -> snapshots.SnapshotView | None:
+    """The latest snapshot (or a past one, ?snapshot=ID, for staff); None before the first one."""
     past = request.GET.get("snapshot", "") if for_staff else ""
     if past:
-        view = snapshots.board_snapshot_view_of(study=study, snapshot_id=_int_or_404(past))
-    else:
-        view = snapshots.board_snapshot_for_page(study=study)
+        return snapshots.board_snapshot_view_of(study=study, snapshot_id=_int_or_404(past))
+    return snapshots.board_snapshot_for_page(study=study)
+
+
+def _snapshot_missing() -> HttpResponse:
+    response = HttpResponse("The first leaderboard of this study is being computed; try again in a few seconds.\n",
+                            status=503, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = "5"
+    return response
+
+
+def _render_board(request: HttpRequest, study: Study, *, for_staff: bool) -> HttpResponse:
+    """The latest snapshot (or a past one, ?snapshot=ID, for staff), never a board computed here."""
+    view = _snapshot_for(request, study, for_staff=for_staff)
     if view is None:
         response = render(request, "results/computing.html", {"study": study})
     else:
-        ctx = _table_context(board=view.board, for_staff=for_staff)
-        ctx.update(study=study, snapshot=view, past=bool(past),
+        ctx = _table_context(board=_with_estimand(request, view.board), for_staff=for_staff)
+        ctx.update(study=study, snapshot=view, past=bool(request.GET.get("snapshot")) and for_staff,
                    history=snapshots.board_snapshot_list(study=study) if for_staff else [],
                    debounce=settings.RESULTS_SNAPSHOT_DEBOUNCE_SECONDS)
         response = render(request, "results/leaderboard.html", ctx)
@@ -148,16 +212,24 @@ def leaderboard_refresh(request: HttpRequest, study_id: int) -> HttpResponse:
 def leaderboard_csv(request: HttpRequest, study_id: int) -> HttpResponse:
     """The board of the latest snapshot (or ?snapshot=ID) as CSV; 503 until the first one exists."""
     study = get_object_or_404(Study, pk=study_id)
-    past = request.GET.get("snapshot", "")
-    view = (snapshots.board_snapshot_view_of(study=study, snapshot_id=_int_or_404(past)) if past
-            else snapshots.board_snapshot_for_page(study=study))
+    view = _snapshot_for(request, study, for_staff=True)
     if view is None:
-        response = HttpResponse("The first leaderboard of this study is being computed; try again in a few seconds.\n",
-                                status=503, content_type="text/plain; charset=utf-8")
-        response["Retry-After"] = "5"
-        return response
-    header, rows = leaderboard_rows(board=view.board)
+        return _snapshot_missing()
+    header, rows = leaderboard_rows(board=_with_estimand(request, view.board))
     return _csv_response(filename=f"leaderboard-{study.pk}-{slugify(study.name)}.csv", header=header, rows=rows,
+                         bom=_wants_bom(request))
+
+
+@staff_permission_required(PERM_VIEW_RESULTS)
+@require_GET
+def differences_csv(request: HttpRequest, study_id: int) -> HttpResponse:
+    """Every pair of models per criterion: difference, 95% interval, verdict (as ``leaderboard --format differences``)."""
+    study = get_object_or_404(Study, pk=study_id)
+    view = _snapshot_for(request, study, for_staff=True)
+    if view is None:
+        return _snapshot_missing()
+    header, rows = differences_rows(board=_with_estimand(request, view.board))
+    return _csv_response(filename=f"differences-{study.pk}-{slugify(study.name)}.csv", header=header, rows=rows,
                          bom=_wants_bom(request))
 
 

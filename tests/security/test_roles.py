@@ -46,6 +46,7 @@ EXPECTED = {
     "ratings:panelist_manage": {PERM_MANAGE_STUDY},
     "results:leaderboard_csv": {PERM_VIEW_RESULTS},
     "results:leaderboard_refresh": {PERM_VIEW_RESULTS},  # issue 17: recompute the snapshot now
+    "results:differences_csv": {PERM_VIEW_RESULTS},
     "results:ratings_csv": {PERM_EXPORT_RATINGS},
     "generation:sweep_list": {PERM_RUN_SWEEP, PERM_MANAGE_STUDY},
     "generation:sweep_detail": {PERM_RUN_SWEEP, PERM_MANAGE_STUDY},

@@ -1,13 +1,15 @@
-"""leaderboard --study ID [--format table|csv]: the per-model score table."""
+"""leaderboard --study ID [--format table|csv|differences] [--estimand raters_random|this_panel]:
+the per-model score table, or every pair of models with its difference, 95% interval and verdict."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite.csv_safe import csv_writer
-from ratings.models import Study
+from ratings.models import Estimand, Study
 from ratings.results.board import Board
-from ratings.results.export import leaderboard_rows
+from ratings.results.crossed import ESTIMAND_SENTENCE
+from ratings.results.export import differences_rows, leaderboard_rows
 from ratings.results.selectors import leaderboard_get
 
 
@@ -16,15 +18,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--study", type=int, required=True)
-        parser.add_argument("--format", choices=["table", "csv"], default="table")
+        parser.add_argument("--format", choices=["table", "csv", "differences"], default="table")
+        parser.add_argument("--estimand", choices=Estimand.values, default=None,
+                            help="what the intervals are about (default: the study's setting; both are computed)")
 
-    def handle(self, *args, study: int, format: str, **options):
+    def handle(self, *args, study: int, format: str, estimand: str | None = None, **options):
         obj = Study.objects.select_related("sweep").filter(pk=study).first()
         if obj is None:
             raise CommandError(f"No study with id {study}.")
         board = leaderboard_get(study=obj)
-        header, rows = leaderboard_rows(board=board)
-        if format == "csv":
+        if estimand:
+            board = board.for_estimand(estimand)
+        header, rows = (differences_rows if format == "differences" else leaderboard_rows)(board=board)
+        if format in ("csv", "differences"):
             writer = csv_writer(self.stdout._out)
             writer.writerow(header)
             writer.writerows(rows)
@@ -44,8 +50,13 @@ class Command(BaseCommand):
             cells = []
             for c in crits:
                 cell = board.scores[c.key][i]
-                cells.append("—" if cell.mean is None else
-                             f"{cell.mean:.2f} [{cell.ci_low:.2f}–{cell.ci_high:.2f}] n={cell.n}")
+                if cell.mean is None:
+                    cells.append("—")
+                elif cell.ci_low is None or cell.ci_high is None:
+                    why = "too few ratings" if cell.too_few else "no interval (1–2 raters)"
+                    cells.append(f"{cell.mean:.2f} n={cell.n} {why}")
+                else:
+                    cells.append(f"{cell.mean:.2f} [{cell.ci_low:.2f}–{cell.ci_high:.2f}] n={cell.n} rank {cell.rank}")
             vram = "—" if m.vram_allocated_gib is None else f"{m.vram_allocated_gib:.1f} GiB"
             lines.append([m.name, speed, *cells, vram])
         widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
@@ -54,5 +65,7 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(out))
         self.stdout.write(
             f"\n{board.n_ratings_used} ratings used of {board.n_ratings_total} "
-            f"({board.n_ratings_simulated} simulated); 95% CI: bootstrap over {board.n_prompts} prompts."
+            f"({board.n_ratings_simulated} simulated) over {board.n_prompts} prompts; 95% intervals about "
+            f"{ESTIMAND_SENTENCE.get(board.estimand, board.estimand)}; rank = 1 + the number of models credibly "
+            f"better (rater-adjusted differences)."
         )
