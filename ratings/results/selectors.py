@@ -208,7 +208,7 @@ def ratings_version(*, study: Study) -> str:
         n=Count("id"), last=Max("finished_at")
     )
     changed = RatingChange.objects.filter(rating__study=study).aggregate(last=Max("id"))["last"]  # changed answers
-    key = repr((agg["n"], agg["last"], changed, excluded, crits, gens["n"], gens["last"], study.name, study.estimand))
+    key = repr((agg["n"], agg["last"], changed, excluded, crits, gens["n"], gens["last"], study.name, str(study.estimand)))
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
