@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test test-fast demo demo-panel lint clean screenshots
+.PHONY: setup test test-fast demo demo-panel lint clean screenshots lock static
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,13 +17,16 @@ $(BIN)/python:
 # installed with apt-get when missing (as root; otherwise it says what to install).
 OCR_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-deu fonts-dejavu-core fonts-wqy-microhei
 
-$(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
+# Installs from the hashed lock (scripts/lock.sh writes it from requirements*.txt): torch first, from
+# whatever this machine offers (the CPU file on disk here; the lock leaves torch out on purpose), then
+# everything else with --require-hashes.
+$(STAMP): $(BIN)/python requirements-dev.lock
 	@command -v tesseract >/dev/null && tesseract --list-langs 2>/dev/null | grep -q chi_sim || \
 	  { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(OCR_PACKAGES) >/dev/null || \
 	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(OCR_PACKAGES) >/dev/null; } || \
 	    echo "setup: OCR is off until you install: apt-get install $(OCR_PACKAGES)"; }
 	$(BIN)/python -m pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -46,6 +49,15 @@ demo-panel: setup
 screenshots: setup
 	$(BIN)/python -m pytest -m screenshots -p no:randomly $(PYTEST_ARGS)
 	EVALSITE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/test_demo.py -p no:randomly $(PYTEST_ARGS)
+
+# Regenerate requirements*.lock after changing a pin in requirements*.txt (needs PyPI).
+lock: $(BIN)/python
+	$(BIN)/python -m pip install -q pip-tools==7.6.2
+	PY=$(BIN)/python scripts/lock.sh
+
+# The production static set (hashed names + manifest), exactly as the Dockerfile builds it.
+static: setup
+	PY=$(BIN)/python scripts/build_static.sh
 
 lint: setup
 	$(BIN)/ruff check .

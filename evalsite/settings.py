@@ -13,6 +13,9 @@ import secrets
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from evalsite.secret_key import HOW_TO_MAKE_ONE, secret_key_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -26,9 +29,22 @@ DATA_DIR = Path(env.str("EVALSITE_DATA_DIR", default=str(BASE_DIR / "var"))).res
 DATA_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
+# Production mode: HTTPS-only cookies, HSTS, the HTTPS redirect, the proxy header, and a real secret key.
+# docker-compose sets it; `manage.py check --deploy` is clean with it (tests/test_production_settings.py).
+SECURE = env.bool("DJANGO_SECURE", default=False)
+
+
 def _secret_key() -> str:
-    """An explicit key wins; otherwise one random key kept in the data dir (never in git)."""
+    """An explicit key wins; otherwise one random key kept in the data dir (never in git).
+
+    In production mode a missing, placeholder or short key refuses to start."""
     key = env.str("DJANGO_SECRET_KEY", default="")
+    if SECURE:
+        problem = secret_key_problem(key)
+        if problem:
+            raise ImproperlyConfigured(
+                f"DJANGO_SECRET_KEY {problem}; production mode (DJANGO_SECURE=1) needs a real one: {HOW_TO_MAKE_ONE}")
+        return key
     if key:
         return key
     path = DATA_DIR / "secret_key"
@@ -63,6 +79,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "evalsite.health.HealthzMiddleware",  # first: probes skip host validation and the HTTPS redirect
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -203,10 +220,16 @@ X_FRAME_OPTIONS = "DENY"
 # Invite tokens must not leak through Referer to other sites; "no-referrer" would also make
 # browsers send "Origin: null" on form POSTs, which Django's CSRF check rejects.
 SECURE_REFERRER_POLICY = "same-origin"
-if env.bool("DJANGO_SECURE", default=False):
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (README "Deploy"); "" turns it off.
+_proxy_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="X-Forwarded-Proto" if SECURE else "")
+SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https") if _proxy_header else None
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=SECURE)
+SECURE_REDIRECT_EXEMPT = [r"^metrics$"]  # Prometheus scrapes the container over plain http
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if SECURE else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=SECURE)
+# The header alone enrols nothing: a domain joins browsers' preload lists only when submitted to them.
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=SECURE)
 
 # --- Celery -------------------------------------------------------------------
 BROKER_DIR = DATA_DIR / "broker"
@@ -272,12 +295,38 @@ RESULTS_SNAPSHOT_EVERY_RATINGS = env.int("EVALSITE_RESULTS_EVERY_RATINGS", defau
 # Pages recompute a stale board themselves instead of asking a worker (tests; a site run without any worker).
 RESULTS_COMPUTE_ON_READ = env.bool("EVALSITE_RESULTS_COMPUTE_ON_READ", default=False)
 
+# --- Observability (README "Observability"): each off unless its variable is set -----------------
+# Structured logs: EVALSITE_LOG_FORMAT=json writes one JSON object per line (docker-compose sets it).
+LOG_FORMAT = env.str("EVALSITE_LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                 "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d",
+                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}},
+    },
     "filters": {"mask_tokens": {"()": "evalsite.logmask.TokenMaskFilter"}},  # panelist tokens never logged
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_tokens"]}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain",
+                             "filters": ["mask_tokens"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Errors to Sentry (web and workers): SENTRY_DSN.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from evalsite.observability import sentry_init
+
+    sentry_init(dsn=SENTRY_DSN, environment=env.str("SENTRY_ENVIRONMENT", default="production"),
+                traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0))
+
+# Prometheus at /metrics (django-prometheus request/DB metrics plus images/s, queue depth, ratings/s):
+# EVALSITE_METRICS=1; EVALSITE_METRICS_TOKEN, when set, is required as "Authorization: Bearer <token>".
+METRICS_ENABLED = env.bool("EVALSITE_METRICS", default=False)
+METRICS_TOKEN = env.str("EVALSITE_METRICS_TOKEN", default="")
+if METRICS_ENABLED:
+    INSTALLED_APPS.append("django_prometheus")
+    MIDDLEWARE = ["django_prometheus.middleware.PrometheusBeforeMiddleware", *MIDDLEWARE,
+                  "django_prometheus.middleware.PrometheusAfterMiddleware"]

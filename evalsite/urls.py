@@ -1,7 +1,8 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from evalsite.views import healthz, home
+from evalsite.views import healthz, home, metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -12,3 +13,6 @@ urlpatterns = [
     path("", include("ratings.urls")),
     path("", include("ratings.results.urls")),
 ]
+
+if settings.METRICS_ENABLED:
+    urlpatterns.append(path("metrics", metrics, name="metrics"))
