@@ -202,7 +202,9 @@ STORAGES = {
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
             if env.bool("EVALSITE_MANIFEST_STATIC", default=False)
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
-        )
+        ),
+        # Static files are public and read by the image's runtime user: not the private upload modes below.
+        "OPTIONS": {"file_permissions_mode": 0o644, "directory_permissions_mode": 0o755},
     },
 }
 WHITENOISE_USE_FINDERS = True

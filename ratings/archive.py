@@ -28,7 +28,7 @@ from django.db import models, transaction
 
 from generation.models import Generation, ImageModel, Sweep, new_public_id
 from prompts.models import Prompt, PromptSuite
-from ratings.models import Assignment, Criterion, Panelist, Rating, RatingChange, Study, StudyItem, new_token
+from ratings.models import Assignment, Criterion, Panelist, Rating, RatingChange, Study, StudyItem, new_ref, new_token
 from ratings.services.errors import StudySetupError
 
 FORMAT = "evalsite-study-archive"
@@ -166,6 +166,8 @@ def study_import(*, path: Path) -> ArchiveSummary:
                         instance.token = new_token()
                     if model is Study:
                         instance.share_token = None
+                    if model is Assignment:
+                        instance.ref = new_ref()  # opaque per installation, like tokens and image ids
                     stamps = _timestamps(instance)
                     instance.pk = None
                     instance.save(force_insert=True)

@@ -5,6 +5,7 @@
 # The Dockerfile runs this script and the production smoke test (tests/test_production_smoke.py) runs
 # it too, so the two cannot drift. `make static` runs it in the development venv.
 set -eu
+umask 022  # static files are public (the app itself runs with 077)
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
 build_dir=$(mktemp -d)

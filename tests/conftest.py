@@ -44,6 +44,15 @@ def _media_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit and lockout counters start at zero in every test (the embedded "limits" cache is a
+    folder under EVALSITE_DATA_DIR that would otherwise carry counts from test to test and run to run)."""
+    from django.core.cache import caches
+
+    caches["limits"].clear()
+
+
+@pytest.fixture(autouse=True)
 def _results_compute_on_read(settings):
     """Leaderboard pages compute a stale snapshot in-process (no results worker runs in most tests);
     tests of the snapshot task path turn this off (tests/results/test_snapshots.py)."""

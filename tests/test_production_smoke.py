@@ -33,6 +33,7 @@ from django.db import connection
 from django.urls import Resolver404, resolve
 
 from ratings.results.services import ratings_simulate
+from ratings.results.snapshots import board_snapshot_refresh
 from ratings.services import panelist_consent, panelist_create, study_create, study_open
 from tests.compose_env import ROOT, compose_file, compose_service_env, dockerfile_env
 from tests.ratings.helpers import make_sweep
@@ -44,7 +45,7 @@ WORKER_IMPORT_NAMES = {
     "torch": "torch", "diffusers": "diffusers", "transformers": "transformers", "accelerate": "accelerate",
     "safetensors": "safetensors", "tokenizers": "tokenizers", "huggingface_hub": "huggingface_hub",
     "sentencepiece": "sentencepiece", "protobuf": "google.protobuf", "bitsandbytes": "bitsandbytes",
-    "pytesseract": "pytesseract", "torchao": "torchao",
+    "pytesseract": "pytesseract", "torchao": "torchao", "einops": "einops",
 }
 ASSETS_JS = """els => els.map(e => e.tagName === 'LINK' ? e.href : e.src).filter(Boolean)"""
 ASSET_SELECTOR = "link[rel~='stylesheet'][href], link[rel~='icon'][href], script[src], img[src]"
@@ -261,6 +262,8 @@ def _study_with_everything():
     study = study_create(sweep=sweep, name="Smoke study", mode="both", ratings_per_item=2, gold_enabled=True)
     study_open(study=study)
     ratings_simulate(study=study, panelists=3, seed=1, max_items=12)
+    # what the results worker does after those ratings (no worker runs beside this gunicorn)
+    board_snapshot_refresh(study=study, reason="ratings")
     panelist = panelist_consent(panelist=panelist_create(study=study))
     newcomer = panelist_create(study=study)  # has not consented yet: sees the consent page
     return study, sweep, panelist, newcomer

@@ -166,7 +166,9 @@ def _next_guess_rate(seqs: list[list[int]], m: int) -> float:
     return hits / total
 
 
-def test_side_channels_are_at_chance_on_a_rendered_demo_study(demo_sweeps, monkeypatch):
+def test_side_channels_are_at_chance_on_a_rendered_demo_study(demo_sweeps, monkeypatch, settings):
+    # six panelists per format from one test client address: above the default per-address minting rate (5/h)
+    settings.EVALSITE_RATES = {**settings.EVALSITE_RATES, "share_client": "100/h"}
     """One rendering of the demo study (CPU), then the size check per format and the order check."""
     for fmt in ("png", "jpeg", "webp"):
         _size_check(demo_sweeps, fmt)
