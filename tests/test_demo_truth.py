@@ -61,6 +61,8 @@ def test_demo_board_matches_the_known_truth(demo_board):
     ocr = demo_board.ocr
     assert ocr.n_checked == ocr.n_images == 6 * 5 and ocr.n_failed == 0
     assert ocr.correlation.spearman > 0.2
+    # an accuracy is a percentage: its interval stays within 0-100 (the t interval alone went above 100)
+    assert all(0.0 <= c.ci_low <= c.mean <= c.ci_high <= 100.0 for c in ocr.cells)
     # OCR ranks the painters by their text errors, like the panel's text-rendering score
     assert _order(demo_board, ocr.cells) == TRUE_ORDER["text_rendering"]
     header, rows = leaderboard_rows(board=demo_board)

@@ -9,6 +9,7 @@ a new rating, an exclusion or a new image invalidates it and nothing else does.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import zlib
@@ -510,6 +511,14 @@ def _ocr_correlation(*, gen: np.ndarray, accuracy: np.ndarray, a: RatingArrays,
     return OcrCorrelation(spearman=_finite(float(rho)), n_images=int(both.sum()))
 
 
+def _within(cell: ScoreCell, *, low: float, high: float) -> ScoreCell:
+    """An interval kept on its scale (a percentage never above 100: accuracy is bounded, its t interval is not)."""
+    def clip(x: float | None) -> float | None:
+        return None if x is None else min(max(x, low), high)
+
+    return dataclasses.replace(cell, ci_low=clip(cell.ci_low), ci_high=clip(cell.ci_high))
+
+
 def ocr_results(*, study: Study, model_ids: list[int], a: RatingArrays, criteria: list[Criterion]) -> OcrResults:
     """OCR text accuracy per model (100 × (1 − character error rate) of images whose prompt asks for text),
     with a 95% CI from the same bootstrap over prompts as the human scores (new prompts of this kind),
@@ -533,7 +542,7 @@ def ocr_results(*, study: Study, model_ids: list[int], a: RatingArrays, criteria
     table = stats.model_means(scores=accuracy, model=model, prompt=prompt, n_models=n_models,
                               n_prompts=int(prompt.max()) + 1, n_resamples=N_RESAMPLES, seed=18)
     return OcrResults(
-        **counts, cells=tuple(_cell(table, i) for i in range(n_models)),
+        **counts, cells=tuple(_within(_cell(table, i), low=0.0, high=100.0) for i in range(n_models)),
         all_words=tuple(_finite(words[model == i].mean()) if (model == i).any() else None for i in range(n_models)),
         correlation=_ocr_correlation(gen=gen, accuracy=accuracy, a=a, criteria=criteria),
     )
