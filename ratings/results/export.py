@@ -99,7 +99,8 @@ def differences_rows(*, board: Board) -> tuple[list[str], list[list]]:
 
 
 def _r(x: float | None, digits: int) -> float | str:
-    return "" if x is None else round(x, digits)
+    # + 0.0 turns a rounded -0.0 into 0.0: the same value must print the same whatever its float sign
+    return "" if x is None else round(x, digits) + 0.0
 
 
 class _Echo:

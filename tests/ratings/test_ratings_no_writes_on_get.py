@@ -24,7 +24,17 @@ def _writes(queries) -> list[str]:
 
 
 def test_images_added_to_a_sweep_become_items_after_commit(settings, django_capture_on_commit_callbacks):
+    from evalsite.celery import app
+
     settings.CELERY_TASK_ALWAYS_EAGER = True  # the enqueued task runs here, for real
+    app.conf.task_always_eager = True  # the app read its settings long before this test
+    try:
+        _images_become_items(django_capture_on_commit_callbacks)
+    finally:
+        app.conf.task_always_eager = False
+
+
+def _images_become_items(django_capture_on_commit_callbacks):
     sweep, models, prompts, _ = make_sweep(n_models=2, n_prompts=2)
     study = services.study_create(sweep=sweep, name="grows", mode="single", ratings_per_item=1)
     services.study_open(study=study)

@@ -48,7 +48,7 @@ def test_leaderboard_for_staff_and_hidden_from_panelists_until_published(page, l
     assert charts.first.locator("circle.dot").count() == len(NAMES)
     assert page.get_by_role("heading", name="Side-by-side pairs").is_visible()
     assert page.locator("#position-bias").is_visible()
-    assert "Simulated:" in page.locator(".banner").inner_text()
+    assert "Simulated:" in page.locator(".banner", has_text="Simulated:").inner_text()
 
     # published after closing: the panelist's link shows the table
     study_close(study=study)
