@@ -4,11 +4,13 @@ painters by their text errors."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from scipy.stats import spearmanr
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -56,8 +58,15 @@ def test_demo_board_matches_the_known_truth(demo_board):
     from generation.engine.demo_draw import TRUE_ORDER
     from ratings.results.export import leaderboard_rows
 
+    slugs = [m.slug for m in demo_board.models]
     for key, truth in TRUE_ORDER.items():
-        assert _order(demo_board, demo_board.scores[key]) == truth, key
+        # The simulated panel is random (which rater sees which image): close neighbours may swap places,
+        # but the board never credibly contradicts the truth, and its order is close to it.
+        for better, worse in itertools.combinations(truth, 2):
+            d = demo_board.difference(key, slugs.index(better), slugs.index(worse))
+            assert d.verdict != "b", (key, better, worse, d)
+        order = _order(demo_board, demo_board.scores[key])
+        assert spearmanr([truth.index(s) for s in order], range(len(order))).statistic >= 0.8, (key, order, truth)
     ocr = demo_board.ocr
     assert ocr.n_checked == ocr.n_images == 6 * 5 and ocr.n_failed == 0
     assert ocr.correlation.spearman > 0.2
