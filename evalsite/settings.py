@@ -285,6 +285,12 @@ PROMPT_MAX_CHARS = env.int("EVALSITE_PROMPT_MAX_CHARS", default=4000)
 RATINGS_FILE_MAX_BYTES = env.int("EVALSITE_RATINGS_FILE_MAX_BYTES", default=200 * 1024 * 1024)  # import_ratings
 RATINGS_FILE_MAX_ROWS = env.int("EVALSITE_RATINGS_FILE_MAX_ROWS", default=2_000_000)
 GPU_VRAM_BUDGET_GB = env.float("EVALSITE_VRAM_BUDGET_GB", default=0.0)  # 0 = whole card
+# What PyTorch may allocate on this worker's GPU, in GiB (0 = the whole card): a smaller card emulated on a
+# big one, or room left for other work (README "Will it fit my card?"). The CUDA context (~0.7 GiB) sits
+# outside it: a 24 GB card leaves about 23.3. Nothing in the worker goes above it, profile_vram included.
+GPU_MEMORY_GIB = env.float("EVALSITE_GPU_MEMORY_GIB", default=0.0)
+if GPU_MEMORY_GIB < 0:
+    raise ImproperlyConfigured(f"EVALSITE_GPU_MEMORY_GIB must be 0 (the whole card) or a positive GiB, not {GPU_MEMORY_GIB}")
 # Image import (import_images, /sweeps/<id>/import/): a zip/upload over this many bytes is refused, and so is
 # an image over this many pixels (a decompression bomb) or a zip that would unpack to more than the total.
 IMAGE_IMPORT_MAX_BYTES = env.int("EVALSITE_IMAGE_IMPORT_MAX_BYTES", default=1024 * 1024 * 1024)

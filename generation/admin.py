@@ -3,7 +3,7 @@ from django.contrib import admin
 from evalsite.access import PERM_MANAGE_MODELS, PERM_REMOTE_CODE
 
 from .forms import ImageModelAdminForm
-from .models import Generation, ImageModel, Sweep, WorkerReport
+from .models import Generation, GpuPrice, ImageModel, Sweep, VramProfile, WorkerReport
 
 
 @admin.register(ImageModel)
@@ -98,3 +98,23 @@ def _staff_thumbnail_html(obj: Generation, *, width: int, full_size: bool = Fals
 class WorkerReportAdmin(admin.ModelAdmin):
     list_display = ("worker", "reported_at", "device", "gpu_name", "hub_reachable", "requested_at")
     readonly_fields = [f.name for f in WorkerReport._meta.fields]
+
+
+@admin.register(VramProfile)
+class VramProfileAdmin(admin.ModelAdmin):
+    """Profiles are asked for from the model's VRAM page or profile_vram (which run them); here they are read."""
+
+    list_display = ("image_model", "status", "gpu_name", "created_at", "finished_at", "worker")
+    list_filter = ("status", "gpu_name")
+    readonly_fields = [f.name for f in VramProfile._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(GpuPrice)
+class GpuPriceAdmin(admin.ModelAdmin):
+    """$ per GPU-hour by GPU name: the leaderboard's "$ per 1,000 images" (README "Will it fit my card?")."""
+
+    list_display = ("gpu_name", "usd_per_hour", "note", "updated_at")
+    search_fields = ("gpu_name",)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 
 
@@ -257,3 +259,62 @@ class WorkerReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.worker} ({self.reported_at:%Y-%m-%d %H:%M})"
+
+
+class VramProfileStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+
+
+class VramProfile(models.Model):
+    """Which card classes one model renders on, with which setting, how fast (profile_vram, issue 14).
+
+    ``report`` is ``generation.engine.profile.profile``'s report as it returned it (JSON): per
+    setting what it took uncapped, per card the fastest setting that rendered under the card's cap,
+    and ``min_card``. Filled step by step while running, so a page can show how far it got.
+    """
+
+    image_model = models.ForeignKey(ImageModel, on_delete=models.CASCADE, related_name="vram_profiles")
+    status = models.CharField(max_length=16, choices=VramProfileStatus.choices, default=VramProfileStatus.QUEUED,
+                              db_index=True)
+    cards = models.JSONField(default=list, help_text="Card classes asked for, in GB (8, 12, 16, 24, 48, 80).")
+    setting_names = models.JSONField(default=list, blank=True, help_text="Settings asked for (empty: all).")
+    verify = models.BooleanField(default=True, help_text="Each card's setting rendered under its cap (else predicted).")
+    gpu_name = models.CharField(max_length=200, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="The process that ran it (host:pid).")
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["image_model", "status", "-finished_at"], name="vram_profile_latest")]
+
+    def __str__(self) -> str:
+        return f"VRAM profile of {self.image_model} ({self.status})"
+
+
+class GpuPrice(models.Model):
+    """What one GPU-hour costs on a GPU of this name (as workers report it), for the board's $ per 1,000 images."""
+
+    gpu_name = models.CharField(max_length=200, unique=True,
+                                help_text="Exactly as the workers report it, e.g. 'NVIDIA H200'.")
+    usd_per_hour = models.DecimalField(max_digits=10, decimal_places=4,
+                                       validators=[MinValueValidator(Decimal("0.0001"))])
+    note = models.CharField(max_length=300, blank=True, help_text="Where the price comes from (provider, date).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["gpu_name"]
+        verbose_name = "GPU price"
+        constraints = [models.CheckConstraint(condition=models.Q(usd_per_hour__gt=0), name="gpuprice_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.gpu_name}: ${self.usd_per_hour}/h"

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import Avg, Count, Max, Min, Q
 
-from generation.models import Generation, GenerationStatus, ImageModel, Origin, Sweep
+from generation.models import Generation, GenerationStatus, ImageModel, Origin, Sweep, VramProfile, VramProfileStatus
 
 
 def sweep_progress(*, sweep: Sweep) -> list[dict[str, Any]]:
@@ -301,3 +301,36 @@ def worker_capabilities(*, image_models: list[ImageModel], max_age_seconds: floa
         out[m.pk] = {"loadable": (bool(can) if fresh else None), "workers": can, "reasons": reasons,
                      "reported": len(fresh)}
     return out
+
+
+# --------------------------------------------------------------------------- VRAM profiles (issue 14)
+
+
+def vram_profiles_latest_done(*, model_ids: list[int]) -> dict[int, VramProfile]:
+    """The latest finished profile of each model (by finish time), for the board's "Min VRAM"; absent = never."""
+    out: dict[int, VramProfile] = {}
+    rows = (VramProfile.objects.filter(image_model_id__in=model_ids, status=VramProfileStatus.DONE)
+            .order_by("image_model_id", "-finished_at", "-id"))
+    for profile in rows:
+        out.setdefault(profile.image_model_id, profile)
+    return out
+
+
+def vram_profile_latest_done(*, image_model: ImageModel) -> VramProfile | None:
+    return vram_profiles_latest_done(model_ids=[image_model.pk]).get(image_model.pk)
+
+
+def vram_profile_latest(*, image_model: ImageModel) -> VramProfile | None:
+    """The newest profile of a model whatever its state (the model page shows queued, running, failed too)."""
+    return VramProfile.objects.filter(image_model=image_model).order_by("-created_at", "-id").first()
+
+
+def vram_profile_fits(*, profile: VramProfile) -> list[dict[str, Any]]:
+    """The "fits on" rows of a profile's report: per card, the setting, s/image and peak VRAM (setting None:
+    nothing rendered under that card's cap), smallest card first."""
+    rows = []
+    for row in sorted(profile.report.get("cards", []), key=lambda r: r["card_gb"]):
+        rows.append({"card_gb": row["card_gb"], "setting": row.get("setting"), "seconds": row.get("seconds"),
+                     "peak_allocated_gib": row.get("peak_allocated_gib"),
+                     "peak_reserved_gib": row.get("peak_reserved_gib"), "predicted": bool(row.get("predicted"))})
+    return rows

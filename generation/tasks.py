@@ -24,6 +24,13 @@ def render_chunk(*, sweep_id: int, model_id: int, generation_ids: list[int]) -> 
     return {"claimed": result.claimed, "done": result.done, "failed": result.failed, "skipped": result.skipped}
 
 
+@shared_task(name="generation.tasks.vram_profile", acks_late=True, reject_on_worker_lost=True)
+def vram_profile(*, profile_id: int) -> dict:
+    """Profile a model's card classes on this GPU worker (only a queued profile runs: a redelivery does nothing)."""
+    profile = services.vram_profile_run(profile_id=profile_id)
+    return {"status": profile.status if profile else "missing"}
+
+
 @worker_ready.connect
 def _start_monitor(**_kwargs) -> None:
     """Heartbeat on progress, the watchdog, reconcile of lost images and chunks (services.liveness)."""

@@ -126,3 +126,15 @@ def make_rendered_sweep(*, n_models: int = 3, n_prompts: int = 6, text_prompts: 
                               seconds=1.0 + mi + 0.1 * pj, gpu_name=gpu, device="cuda",
                               peak_vram_allocated=(mi + 1) * 2**30, peak_vram_reserved=(mi + 2) * 2**30)
     return sweep, models, prompts
+
+
+def vram_report(*, min_card=(24, "nf4"), gpu="NVIDIA H200") -> dict:
+    """A VRAM profile report of the shape generation.engine.profile.profile returns (what a GPU run stores)."""
+    cards = [{"card_gb": 8, "cap_gib": 7.3, "tried": [], "setting": None},
+             {"card_gb": 24, "cap_gib": 23.3, "tried": [], "setting": "nf4", "seconds": 5.42,
+              "peak_allocated_gib": 6.7, "peak_reserved_gib": 7.1},
+             {"card_gb": 48, "cap_gib": 47.3, "tried": [], "setting": "bf16", "seconds": 5.12,
+              "peak_allocated_gib": 22.7, "peak_reserved_gib": 23.9}]
+    return {"slug": "m", "gpu_name": gpu, "context_gib": 0.7, "steps": 28, "width": 1024, "height": 1024,
+            "settings": {}, "cards": cards,
+            "min_card": {"card_gb": min_card[0], "setting": min_card[1]} if min_card else None}

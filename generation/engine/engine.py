@@ -80,16 +80,25 @@ class Engine:
     """One per worker process (one GPU). Not thread-safe; a worker renders one chunk at a time."""
 
     def __init__(self, device: str | None = None, vram_budget_bytes: int | None = None, overlap: bool = True,
-                 memory_cap_bytes: int | None = None, oom_retry: bool = True):
+                 memory_cap_bytes: int | None = None, oom_retry: bool = True,
+                 memory_ceiling_bytes: int | None = None):
         """memory_cap_bytes caps what PyTorch may allocate on the GPU (EVALSITE_GPU_MEMORY_GIB): a
         smaller card emulated on a big one, or room left for other work. The CUDA context
-        (~0.6-0.7 GiB) sits outside the cap. oom_retry=False turns the offload retry off (profiling)."""
+        (~0.6-0.7 GiB) sits outside the cap. oom_retry=False turns the offload retry off (profiling).
+        memory_ceiling_bytes: no later set_memory_cap goes above it, and set_memory_cap(None) returns
+        to it instead of the whole card (a worker's EVALSITE_GPU_MEMORY_GIB: profile_vram's card caps stay
+        under it). Both are kept on a CPU, where they apply nothing (memory_cap_bytes is then None)."""
         self.device = device or default_device()
         self.overlap = overlap
         self.oom_retry = oom_retry
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError("Engine(device='cuda') but torch sees no CUDA device")
+        for value in (memory_cap_bytes, memory_ceiling_bytes):
+            if value is not None and value <= 0:
+                raise ValueError("memory cap must be positive")
+        self.memory_cap_requested: int | None = memory_cap_bytes  # as asked; memory_cap_bytes is what applies
+        self.memory_ceiling_bytes: int | None = memory_ceiling_bytes
         self.memory_cap_bytes: int | None = None
         if memory_cap_bytes and self.device.startswith("cuda"):
             self.set_memory_cap(memory_cap_bytes)
@@ -104,10 +113,13 @@ class Engine:
         _quiet_progress_bars()
 
     def set_memory_cap(self, cap_bytes: int | None) -> None:
-        """Cap PyTorch's allocations on this GPU (None = the whole card), via the caching allocator."""
+        """Cap PyTorch's allocations on this GPU (None = the whole card, or the engine's ceiling), via the
+        caching allocator. Never above memory_ceiling_bytes (Engine(memory_ceiling_bytes=...))."""
         total = torch.cuda.get_device_properties(self.device).total_memory
         if cap_bytes is not None and cap_bytes <= 0:
             raise ValueError("memory cap must be positive")
+        if self.memory_ceiling_bytes is not None:
+            cap_bytes = self.memory_ceiling_bytes if cap_bytes is None else min(cap_bytes, self.memory_ceiling_bytes)
         fraction = 1.0 if cap_bytes is None else min(1.0, cap_bytes / total)
         torch.cuda.set_per_process_memory_fraction(fraction, self.device)
         self.memory_cap_bytes = None if cap_bytes is None or fraction >= 1.0 else int(cap_bytes)
@@ -167,6 +179,11 @@ class Engine:
 
     def evict_all(self) -> None:
         self._on_engine_thread(self._evict_all)
+
+    def close(self) -> None:
+        """Give back every loaded model and the engine's thread (an engine built for one job, e.g. a profile)."""
+        self.evict_all()
+        self._thread.shutdown(wait=True)
 
     def _evict_all(self) -> None:
         for key in list(self._cache):

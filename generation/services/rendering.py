@@ -58,8 +58,27 @@ def engine_get() -> Engine:
             from generation.engine import Engine
 
             budget = settings.GPU_VRAM_BUDGET_GB
-            _engine = Engine(vram_budget_bytes=int(budget * 2**30) if budget else None)
+            cap = worker_memory_cap_bytes()
+            _engine = Engine(vram_budget_bytes=int(budget * 2**30) if budget else None, memory_cap_bytes=cap,
+                             memory_ceiling_bytes=cap)
+            if cap and _engine.memory_cap_bytes is None:
+                logger.warning("EVALSITE_GPU_MEMORY_GIB=%s: no GPU memory cap applies on %s", settings.GPU_MEMORY_GIB,
+                               _engine.device)
         return _engine
+
+
+def engine_models_release() -> None:
+    """Give back what this worker's Engine holds on the GPU (before another job needs the card); no-op without one."""
+    with _engine_lock:
+        engine = _engine
+    if engine is not None:
+        engine.evict_all()
+
+
+def worker_memory_cap_bytes() -> int | None:
+    """EVALSITE_GPU_MEMORY_GIB in bytes: what this worker's engines may allocate on the GPU (None = the whole card)."""
+    gib = settings.GPU_MEMORY_GIB
+    return int(gib * 2**30) if gib else None
 
 
 def image_model_spec(*, model: ImageModel) -> ModelSpec:
