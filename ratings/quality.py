@@ -14,8 +14,6 @@ included panel, so staff can see why they were excluded or whether to include th
 from __future__ import annotations
 
 import math
-import statistics
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +65,21 @@ def agreement_with_panel(*, scores, rater: np.ndarray, cell: np.ndarray, include
     return Agreement(n=n.astype(np.int64), mad=np.where(n > 0, mad, np.nan), r=corr)
 
 
+def group_medians(*, keys: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """The median of ``values`` per key 0..n_groups-1 (nan for a key without values), vectorised."""
+    out = np.full(n_groups, np.nan)
+    if values.size == 0:
+        return out
+    order = np.lexsort((values, keys))
+    k, v = keys[order], values[order].astype(np.float64)
+    n = np.bincount(k, minlength=n_groups)
+    start = np.concatenate([[0], np.cumsum(n)[:-1]])
+    has = n > 0
+    lo, hi = start[has] + (n[has] - 1) // 2, start[has] + n[has] // 2
+    out[has] = (v[lo] + v[hi]) / 2.0
+    return out
+
+
 @dataclass(frozen=True)
 class PanelistQuality:
     panelist: Panelist
@@ -91,42 +104,61 @@ def _number(x: float) -> float | None:
     return None if math.isnan(x) else float(x)
 
 
-def panelist_quality(*, study: Study) -> list[PanelistQuality]:
-    """Every panelist of the study, oldest first (four queries, whatever the panel size)."""
+@dataclass(frozen=True)
+class StudyScores:
+    """Every score of a study as parallel arrays (the leaderboard has them already: it passes them in
+    rather than have the same million rows fetched twice)."""
+
+    panelist: np.ndarray
+    generation: np.ndarray
+    criterion: np.ndarray
+    score: np.ndarray
+    is_gold: np.ndarray
+    excluded: np.ndarray
+
+    @classmethod
+    def fetch(cls, *, study: Study) -> StudyScores:
+        rows = list(Rating.objects.filter(study=study).order_by().values_list(
+            "panelist_id", "generation_id", "criterion_id", "score", "assignment__is_gold", "panelist__excluded"))
+        data = np.array(rows, dtype=np.int64).reshape(-1, 6)
+        return cls(panelist=data[:, 0], generation=data[:, 1], criterion=data[:, 2], score=data[:, 3],
+                   is_gold=data[:, 4].astype(bool), excluded=data[:, 5].astype(bool))
+
+
+def panelist_quality(*, study: Study, scores: StudyScores | None = None) -> list[PanelistQuality]:
+    """Every panelist of the study, oldest first (four queries, whatever the panel size; three when
+    the caller passes the study's ``scores``)."""
     panelists = list(Panelist.objects.filter(study=study).order_by("created_at", "id"))
     counts = panelist_counts(study=study)  # the numbers each panelist is shown
-    elapsed: dict[int, list[int]] = defaultdict(list)
-    for pid, ms in Assignment.objects.filter(
+    timed = np.array(list(Assignment.objects.filter(
         study=study, status=AssignmentStatus.DONE, elapsed_ms__isnull=False
-    ).values_list("panelist_id", "elapsed_ms"):
-        elapsed[pid].append(ms)
+    ).order_by().values_list("panelist_id", "elapsed_ms")), dtype=np.int64).reshape(-1, 2)
     gold_criteria = set(Criterion.objects.filter(study=study, key=PROMPT_ACCURACY_KEY).values_list("id", flat=True))
-    rows = list(Rating.objects.filter(study=study).order_by().values_list(
-        "panelist_id", "generation_id", "criterion_id", "score", "assignment__is_gold", "panelist__excluded"))
-    index = {p.pk: i for i, p in enumerate(panelists)}
-    data = np.array(rows, dtype=np.int64).reshape(-1, 6)
-    rater = np.array([index[pid] for pid in data[:, 0].tolist()], dtype=np.int64)
-    gold = data[:, 4].astype(bool)
+    sc = scores if scores is not None else StudyScores.fetch(study=study)
+    ids = np.array([p.pk for p in panelists], dtype=np.int64)
+    order = np.argsort(ids)
+    rater = order[np.searchsorted(ids[order], sc.panelist)] if ids.size else np.zeros(0, dtype=np.int64)
     n_ratings = np.bincount(rater, minlength=len(panelists))
-    is_gold_check = gold & np.isin(data[:, 2], list(gold_criteria))
+    is_gold_check = sc.is_gold & np.isin(sc.criterion, list(gold_criteria))
     gold_n = np.bincount(rater[is_gold_check], minlength=len(panelists))
-    gold_failed = np.bincount(rater[is_gold_check & (data[:, 3] >= GOLD_FAIL_SCORE)], minlength=len(panelists))
-    scored = ~gold
+    gold_failed = np.bincount(rater[is_gold_check & (sc.score >= GOLD_FAIL_SCORE)], minlength=len(panelists))
+    scored = ~sc.is_gold
     agree = agreement_with_panel(
-        scores=data[scored, 3], rater=rater[scored], cell=data[scored, 1] * 1_000_003 + data[scored, 2],
-        included=data[scored, 5] == 0, n_raters=len(panelists),
+        scores=sc.score[scored], rater=rater[scored], cell=sc.generation[scored] * 1_000_003 + sc.criterion[scored],
+        included=~sc.excluded[scored], n_raters=len(panelists),
     )
+    median_ms = group_medians(keys=order[np.searchsorted(ids[order], timed[:, 0])] if ids.size else timed[:, 0],
+                              values=timed[:, 1], n_groups=len(panelists))
     out = []
     for i, p in enumerate(panelists):
         c = counts.get(p.pk, {})
         n_gold = int(gold_n[i])
         rate = (n_gold - int(gold_failed[i])) / n_gold if n_gold else None
-        ms = elapsed.get(p.pk, [])
         out.append(PanelistQuality(
             panelist=p, n_ratings=int(n_ratings[i]), done=c.get("answered", 0), skipped=c.get("skipped", 0),
             gold_n=n_gold, gold_failed=int(gold_failed[i]), gold_pass_rate=rate,
             flagged=rate is not None and rate < GOLD_FLAG_BELOW,
-            median_seconds=statistics.median(ms) / 1000.0 if ms else None,
+            median_seconds=None if math.isnan(median_ms[i]) else float(median_ms[i]) / 1000.0,
             agreement_n=int(agree.n[i]), agreement_mad=_number(agree.mad[i]), agreement_r=_number(agree.r[i]),
         ))
     return out

@@ -44,12 +44,15 @@ def _media_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rate_limits():
+def _fresh_caches():
     """Rate-limit and lockout counters start at zero in every test (the embedded "limits" cache is a
-    folder under EVALSITE_DATA_DIR that would otherwise carry counts from test to test and run to run)."""
+    folder under EVALSITE_DATA_DIR that would otherwise carry counts from test to test and run to run),
+    and so do the default cache's keys (the snapshot debounce marks are per study id, and ids repeat
+    across tests)."""
     from django.core.cache import caches
 
     caches["limits"].clear()
+    caches["default"].clear()
 
 
 @pytest.fixture(autouse=True)

@@ -32,17 +32,19 @@ stays on the panel's 1–10 level. b̂ is linear in y, so its estimation error i
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from scipy import optimize, sparse
+from scipy import linalg, optimize, sparse
 from scipy import stats as sps
 
 SCALE_MIN = 1.0
 SCALE_MAX = 10.0
 LEVEL = 0.95
 ROUNDING_VARIANCE = 1.0 / 12.0
+_DENSE_RATERS = 400  # up to this many raters the rater system is solved densely (Cholesky), beyond by CG
 
 FACTORS = ("prompt", "rater", "prompt_model", "rater_model", "residual")
 # the identifiers a factor's level is made of: two ratings share the level iff they agree on all of them
@@ -98,7 +100,7 @@ def design(*, scores, model, prompt, rater, n_models: int) -> Design:
                   n_prompts=int(p.max()) + 1 if p.size else 0, n_raters=int(r.max()) + 1 if r.size else 0)
 
 
-def _key(d: Design, keys: set[str]) -> np.ndarray:
+def _key(d: Design, keys: set[str] | frozenset[str]) -> np.ndarray:
     k = np.zeros(d.n, dtype=np.int64)
     for name, size, arr in (("p", d.n_prompts, d.p), ("r", d.n_raters, d.r), ("m", d.n_models, d.m)):
         if name in keys:
@@ -106,16 +108,52 @@ def _key(d: Design, keys: set[str]) -> np.ndarray:
     return k
 
 
-def _level_sums(key: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Sums of ``values`` (N or N × K) per distinct key (levels × K); levels in any fixed order."""
-    _, inv = np.unique(key, return_inverse=True)
-    inv = inv.reshape(-1)
-    n_levels = int(inv.max()) + 1 if inv.size else 0
-    v = values.reshape(values.shape[0], -1)
-    out = np.empty((n_levels, v.shape[1]))
-    for j in range(v.shape[1]):
-        out[:, j] = np.bincount(inv, weights=v[:, j], minlength=n_levels)
-    return out
+@dataclass(frozen=True)
+class Groups:
+    """The levels of one factor (a set of identifiers): each rating's level 0..L-1, ratings per level,
+    and one rating of each level (whichever: they share the level's identifiers)."""
+
+    inv: np.ndarray
+    count: np.ndarray
+    first: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.count.size)
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        """Sums of ``values`` (N or N × K) per level (L × K)."""
+        v = values.reshape(values.shape[0], -1)
+        out = np.empty((self.size, v.shape[1]))
+        for j in range(v.shape[1]):
+            out[:, j] = np.bincount(self.inv, weights=v[:, j], minlength=self.size)
+        return out
+
+
+def groups(d: Design, keys: set[str] | frozenset[str]) -> Groups:
+    """Levels of the factor made of ``keys``: counted on the dense product code when it is small
+    (a bincount, O(N + levels)), else by sorting (np.unique)."""
+    key = _key(d, keys)
+    space = 1
+    for name, size in (("p", d.n_prompts), ("r", d.n_raters), ("m", d.n_models)):
+        if name in keys:
+            space *= max(size, 1)
+    if space <= max(4 * d.n, 1 << 16):
+        count_all = np.bincount(key, minlength=space)
+        used = np.flatnonzero(count_all)
+        code = np.zeros(space, dtype=np.int64)
+        code[used] = np.arange(used.size)
+        inv = code[key]
+        count = count_all[used]
+    else:
+        _, inv, count = np.unique(key, return_inverse=True, return_counts=True)
+        inv = inv.reshape(-1)
+    first = np.zeros(count.size, dtype=np.int64)
+    first[inv] = np.arange(d.n)  # any one rating of the level: they all share its identifiers
+    return Groups(inv=inv, count=count.astype(np.int64), first=first)
+
+
+_SUBSETS = tuple(frozenset(c) for k in range(4) for c in combinations(("p", "r", "m"), k))
 
 
 # --------------------------------------------------------------------------- variance components
@@ -131,25 +169,25 @@ class Components:
     raters_eff: float
 
 
-def variance_components(d: Design) -> Components:
-    """Method of moments over pairs of ratings classed by which of prompt, rater and model they share."""
+def variance_components(d: Design, levels: dict[frozenset[str], Groups] | None = None) -> Components:
+    """Method of moments over pairs of ratings classed by which of prompt, rater and model they share
+    (``levels``: the design's groups per subset of {p, r, m}, computed here if not given)."""
     n_f = len(FACTORS)
     if d.n < 2:
         return Components(np.zeros(n_f), np.ones(n_f), float(d.n_prompts), float(d.n_raters))
+    if levels is None:
+        levels = {t: groups(d, t) for t in _SUBSETS}
     model_mean = np.bincount(d.m, weights=d.y, minlength=d.n_models) / np.maximum(
         np.bincount(d.m, minlength=d.n_models), 1)
     e = d.y - model_mean[d.m]
-    names = ("p", "r", "m")
-    subsets = [frozenset(c) for k in range(4) for c in combinations(names, k)]
+    subsets = list(_SUBSETS)
     s_of: dict[frozenset, float] = {}
     c_of: dict[frozenset, float] = {}
     for t in subsets:
-        key = _key(d, set(t))
-        _, inv = np.unique(key, return_inverse=True)
-        inv = inv.reshape(-1)
-        n_g = np.bincount(inv).astype(np.float64)
-        s1 = np.bincount(inv, weights=e)
-        s2 = np.bincount(inv, weights=e * e)
+        g = levels[t]
+        n_g = g.count.astype(np.float64)
+        s1 = np.bincount(g.inv, weights=e, minlength=g.size)
+        s2 = np.bincount(g.inv, weights=e * e, minlength=g.size)
         s_of[t] = float(np.sum(n_g * s2 - s1 * s1))  # Σ over pairs within a group of (e_i − e_j)²
         c_of[t] = float(np.sum(n_g * (n_g - 1) / 2))
     # Centring on the estimated model means removes, from a pair of two different models, the error of
@@ -227,21 +265,79 @@ def adjusted_weights(d: Design) -> np.ndarray:
     g = np.diag(cnt_m) - N_pm.T @ (inv_p @ N_pm)  # M'Q_P M
     g_pinv = np.linalg.pinv(g, rcond=1e-10)
     b = N_rm - np.asarray(N_rp @ (inv_p @ N_pm))  # R'Q_P M
-    rqr = (np.diag(cnt_r) - (N_rp @ inv_p @ N_rp.T).toarray()) - b @ g_pinv @ b.T
     pi = cnt_r / d.n
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = np.where(cnt_m > 0, N_rm / np.maximum(cnt_m, 1), 0.0)  # R × M
     u = rho - pi[:, None] * (cnt_m > 0)
-    # R'QR is singular along the constant (and along any disconnected group of raters): u is orthogonal
-    # to the constant; a least-squares solve gives the minimum-norm answer for the rest
-    scale = max(float(np.trace(rqr)) / n_r, 1.0)
-    x, *_ = np.linalg.lstsq(rqr + np.outer(np.ones(n_r), np.ones(n_r)) * scale / n_r, u, rcond=1e-10)
+    # R'QR = D_r − N_rp D_p⁻¹ N_rp' − B G⁺ B' is singular along the constant (and along any disconnected
+    # group of raters); u is orthogonal to the constant, so adding a multiple of 11' changes nothing and
+    # makes a connected design positive definite.
+    bg = b @ g_pinv
+    inv_cnt_p = 1.0 / np.maximum(cnt_p, 1)
+    diag = cnt_r - np.asarray(N_rp.multiply(N_rp) @ inv_cnt_p).ravel() - np.sum(bg * b, axis=1)
+    scale = max(float(diag.sum()) / n_r, 1.0)
+    x = None
+    if n_r > _DENSE_RATERS:
+        # many raters: conjugate gradients on the operator, O(ratings) per step, no R × R matrix
+        N_pr = N_rp.T.tocsr()
+
+        def apply(v: np.ndarray) -> np.ndarray:
+            return (cnt_r[:, None] * v - N_rp @ (inv_cnt_p[:, None] * (N_pr @ v)) - bg @ (b.T @ v)
+                    + (scale / n_r) * v.sum(axis=0))
+
+        x = _block_cg(apply, u, diag + scale / n_r)
+    if x is None:
+        rqr = np.diag(cnt_r) - (N_rp @ sparse.diags(inv_cnt_p) @ N_rp.T).toarray() - bg @ b.T
+        x = _psd_solve(rqr + np.full((n_r, n_r), scale / n_r), u)
     s = x[d.r]  # N × M: (R x)
     # Q s = Q_P s − Q_P M G⁺ M'Q_P s
-    qs = s - (_level_sums(d.p, s) / np.maximum(cnt_p, 1)[:, None])[d.p]
+    qs = s - (groups(d, {"p"}).sums(s) / np.maximum(cnt_p, 1)[:, None])[d.p]
     c = g_pinv @ np.vstack([np.bincount(d.m, weights=qs[:, j], minlength=n_m) for j in range(n_m)]).T
     qpm_c = c[d.m] - ((N_pm @ c) / np.maximum(cnt_p, 1)[:, None])[d.p]
     return w - (qs - qpm_c)
+
+
+def _block_cg(apply, b: np.ndarray, diag: np.ndarray, *, rtol: float = 1e-11, max_iter: int = 500
+              ) -> np.ndarray | None:
+    """Solve A x = b (A symmetric positive definite, given as ``apply``) for each column of b by
+    Jacobi-preconditioned conjugate gradients; None when some column does not reach ``rtol`` (a
+    singular, disconnected design: the caller solves it densely)."""
+    m_inv = 1.0 / np.where(diag > 0, diag, 1.0)[:, None]
+    x = np.zeros_like(b)
+    r = b.copy()
+    z = m_inv * r
+    p = z.copy()
+    rz = np.sum(r * z, axis=0)
+    target = rtol * np.maximum(np.linalg.norm(b, axis=0), 1e-300)
+    for _ in range(max_iter):
+        if np.all(np.linalg.norm(r, axis=0) <= target):
+            return x
+        ap = apply(p)
+        pap = np.sum(p * ap, axis=0)
+        alpha = np.divide(rz, pap, out=np.zeros_like(rz), where=pap > 0)
+        x += alpha * p
+        r -= alpha * ap
+        z = m_inv * r
+        rz_new = np.sum(r * z, axis=0)
+        beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=rz > 0)
+        p = z + beta * p
+        rz = rz_new
+    return None
+
+
+def _psd_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a⁺b for a symmetric positive semi-definite ``a``: Cholesky when it is definite (well conditioned),
+    else the minimum-norm least-squares solution (SVD, about 15× slower at 2,000 raters)."""
+    try:
+        factor = linalg.cho_factor(a, lower=True, check_finite=False)
+    except linalg.LinAlgError:
+        factor = None
+    if factor is not None:
+        diag = np.abs(np.diag(factor[0]))
+        if diag.min() > 1e-6 * diag.max():
+            return linalg.cho_solve(factor, b, check_finite=False)
+    x, *_ = np.linalg.lstsq(a, b, rcond=1e-10)
+    return x
 
 
 # --------------------------------------------------------------------------- intervals
@@ -258,7 +354,7 @@ class Estimate:
     ci_high: np.ndarray
 
 
-def grams(d: Design, w: np.ndarray) -> dict[str, list[np.ndarray]]:
+def grams(d: Design, w: np.ndarray, levels: dict[frozenset[str], Groups] | None = None) -> dict[str, list[np.ndarray]]:
     """Per estimand and factor, the M × M matrix K_f with λ'K_fλ = Σ_levels (W − T)² for the contrast λ of w."""
     pi = np.bincount(d.r, minlength=d.n_raters).astype(np.float64) / max(d.n, 1)
     out: dict[str, list[np.ndarray]] = {e: [] for e in ESTIMANDS}
@@ -268,21 +364,56 @@ def grams(d: Design, w: np.ndarray) -> dict[str, list[np.ndarray]]:
             for e in ESTIMANDS:
                 out[e].append(g)
             continue
-        key = _key(d, keys)
-        uniq, inv = np.unique(key, return_inverse=True)
-        a = _level_sums(key, w)
+        lv = levels[frozenset(keys)] if levels is not None else groups(d, keys)
+        a = lv.sums(w)
         out[ESTIMAND_RANDOM].append(a.T @ a)
         if name == "rater":
             # "this panel" keeps each rater at its share π_r: only deviations from that are error
             a = a - pi[:, None]
         elif name == "rater_model":
-            first = np.zeros(uniq.size, dtype=np.int64)
-            first[inv.reshape(-1)] = np.arange(d.n)
+            first = lv.first
             target = np.zeros_like(a)
-            target[np.arange(uniq.size), d.m[first]] = pi[d.r[first]]
+            target[np.arange(lv.size), d.m[first]] = pi[d.r[first]]
             a = a - target
         out[ESTIMAND_PANEL].append(a.T @ a)
     return out
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What depends on the design alone (who rated which model on which prompt), not on the scores:
+    the factor levels, both estimators' weights and their Gram matrices. Criteria rated in the same
+    answers share it (LayoutCache), so a study's board fits each design once."""
+
+    levels: dict[frozenset[str], Groups]
+    w_raw: np.ndarray
+    w_adj: np.ndarray
+    gram_raw: dict[str, list[np.ndarray]]
+    gram_adj: dict[str, list[np.ndarray]]
+
+
+def layout(d: Design) -> Layout:
+    levels = {t: groups(d, t) for t in _SUBSETS}
+    w_raw, w_adj = raw_weights(d), adjusted_weights(d)
+    return Layout(levels=levels, w_raw=w_raw, w_adj=w_adj, gram_raw=grams(d, w_raw, levels),
+                  gram_adj=grams(d, w_adj, levels))
+
+
+class LayoutCache:
+    """Layouts of the designs seen in one computation (e.g. one board), by a digest of the design."""
+
+    def __init__(self) -> None:
+        self._by_digest: dict[bytes, Layout] = {}
+
+    def get(self, d: Design) -> Layout:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(np.array([d.n_models, d.n_prompts, d.n_raters, d.n], dtype=np.int64).tobytes())
+        for arr in (d.m, d.p, d.r):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        key = h.digest()
+        if key not in self._by_digest:
+            self._by_digest[key] = layout(d)
+        return self._by_digest[key]
 
 
 def contrasts(*, d: Design, weights: np.ndarray, lam: np.ndarray, comps: Components, gram: list[np.ndarray],
@@ -342,10 +473,12 @@ def too_few(*, n_ratings: int, n_prompts: int) -> bool:
     return n_ratings < MIN_RATINGS or n_prompts < MIN_PROMPTS
 
 
-def criterion_results(*, scores, model, prompt, rater, n_models: int, level: float = LEVEL
+def criterion_results(*, scores, model, prompt, rater, n_models: int, level: float = LEVEL,
+                      estimands: tuple[str, ...] = ESTIMANDS, cache: LayoutCache | None = None
                       ) -> dict[str, CriterionResult]:
     """Means, normalized means, all pairwise differences with verdicts and the rank, for one criterion,
-    under both estimands (they share the fit; only the rater terms of the variance differ).
+    under the estimands asked (both by default: they share the fit; only the rater terms of the variance
+    differ). ``cache``: reuse the design-only work across criteria rated in the same answers.
 
     Rank = 1 + the number of models whose rater-adjusted difference from this one is credibly positive
     (its 95% interval above 0). Each verdict is a 95% statement about its own pair; there is no
@@ -373,16 +506,15 @@ def criterion_results(*, scores, model, prompt, rater, n_models: int, level: flo
                                    pairs, nan_k, (nan_k, nan_k), nan_k, (nan_k, nan_k), ["too few"] * len(pairs),
                                    np.zeros(n_models, int), [[] for _ in range(n_models)],
                                    e == ESTIMAND_PANEL, None, float("nan")) for e in ESTIMANDS}
-    comps = variance_components(d)
-    w_raw = raw_weights(d)
-    w_adj = adjusted_weights(d)
-    g_raw, g_adj = grams(d, w_raw), grams(d, w_adj)
+    lay = (cache or LayoutCache()).get(d)
+    comps = variance_components(d, lay.levels)
+    w_raw, w_adj, g_raw, g_adj = lay.w_raw, lay.w_adj, lay.gram_raw, lay.gram_adj
     eye = np.eye(n_models)
     lam_d = np.stack([eye[a] - eye[b] for a, b in pairs], axis=1) if pairs else np.zeros((n_models, 0))
     diff_bounds = (SCALE_MIN - SCALE_MAX, SCALE_MAX - SCALE_MIN)
     both = np.array([n_m[a] > 0 and n_m[b] > 0 for a, b in pairs], dtype=bool)
     out = {}
-    for estimand in ESTIMANDS:
+    for estimand in estimands:
         raw = contrasts(d=d, weights=w_raw, lam=eye, comps=comps, gram=g_raw[estimand], level=level)
         norm = contrasts(d=d, weights=w_adj, lam=eye, comps=comps, gram=g_adj[estimand], level=level)
         dif = contrasts(d=d, weights=w_adj, lam=lam_d, comps=comps, gram=g_adj[estimand], level=level,

@@ -26,7 +26,7 @@ from generation.models import Generation, GenerationStatus, ImageModel, Origin
 from prompts.models import Prompt
 
 from ..models import Assignment, Criterion, Panelist, Rating, RatingChange, Side, Study, StudyStatus
-from ..quality import panelist_quality
+from ..quality import StudyScores, panelist_quality
 from ..selectors import PROMPT_ACCURACY_KEY
 from . import crossed, stats
 from .board import (
@@ -431,13 +431,15 @@ def _crossed_notes(res: crossed.CriterionResult) -> CriterionNotes:
     )
 
 
-def _criterion_results(*, inp: _Inputs, criterion: Criterion, estimand: str) -> _CriterionResults:
+def _criterion_results(*, inp: _Inputs, criterion: Criterion, estimand: str,
+                       layouts: crossed.LayoutCache) -> _CriterionResults:
     """Cells, differences and notes under both estimands, agreement and per-category cells of one criterion."""
     a = inp.a
     sel = a.criterion == criterion.pk
     y, mm, pp, rr = a.score[sel], inp.model_of[sel], inp.prompt_of[sel], inp.rater_of[sel]
     items, item_of = _dense(a.generation[sel])
-    results = crossed.criterion_results(scores=y, model=mm, prompt=pp, rater=rr, n_models=inp.n_models)
+    results = crossed.criterion_results(scores=y, model=mm, prompt=pp, rater=rr, n_models=inp.n_models,
+                                        cache=layouts)
     by_estimand = {e: EstimandResults(scores={criterion.key: _crossed_cells(res)},
                                       differences={criterion.key: _crossed_differences(res)},
                                       notes={criterion.key: _crossed_notes(res)}) for e, res in results.items()}
@@ -451,7 +453,7 @@ def _criterion_results(*, inp: _Inputs, criterion: Criterion, estimand: str) -> 
     for cat in sorted(set(cats.tolist())):
         cs = cats == cat
         t = crossed.criterion_results(scores=y[cs], model=mm[cs], prompt=pp[cs], rater=rr[cs],
-                                      n_models=inp.n_models)[estimand]
+                                      n_models=inp.n_models, estimands=(estimand,), cache=layouts)[estimand]
         by_category[cat] = _crossed_cells(t)
     return _CriterionResults(by_estimand=by_estimand, agreement=agreement, by_category=by_category)
 
@@ -460,7 +462,9 @@ def leaderboard_compute(*, study: Study) -> Board:
     """Everything the leaderboard page, its CSV and the ``leaderboard`` command show."""
     inp = _leaderboard_inputs(study=study)
     estimand = study.estimand if study.estimand in crossed.ESTIMANDS else crossed.ESTIMAND_RANDOM
-    per_criterion = {c.key: _criterion_results(inp=inp, criterion=c, estimand=estimand) for c in inp.criteria}
+    layouts = crossed.LayoutCache()  # criteria rated in the same answers share one fit of their design
+    per_criterion = {c.key: _criterion_results(inp=inp, criterion=c, estimand=estimand, layouts=layouts)
+                     for c in inp.criteria}
     by_category: dict[str, dict[str, tuple[ScoreCell, ...]]] = {}
     for key, res in per_criterion.items():
         for cat, cells in res.by_category.items():
@@ -480,7 +484,10 @@ def leaderboard_compute(*, study: Study) -> Board:
         by_category=dict(sorted(by_category.items())),
         agreement={key: res.agreement for key, res in per_criterion.items()},
         pairs=_pair_results(a=a, criteria=inp.criteria, model_ids=inp.model_ids),
-        raters=_rater_summary(study=study, n_gold_answers=_gold_answers(all_ratings=all_ratings, criteria=inp.criteria)),
+        raters=_rater_summary(study=study, n_gold_answers=_gold_answers(all_ratings=all_ratings, criteria=inp.criteria),
+                              scores=StudyScores(panelist=all_ratings.panelist, generation=all_ratings.generation,
+                                                 criterion=all_ratings.criterion, score=all_ratings.score,
+                                                 is_gold=all_ratings.is_gold, excluded=all_ratings.excluded)),
         ocr=ocr_results(study=study, model_ids=inp.model_ids, a=a, criteria=inp.criteria),
         n_ratings_total=len(all_ratings), n_ratings_used=len(a),
         n_ratings_excluded=int(all_ratings.excluded.sum()), n_ratings_gold=int(all_ratings.is_gold.sum()),
@@ -592,14 +599,14 @@ def _gold_answers(*, all_ratings: RatingArrays, criteria: list[Criterion]) -> in
     return int((all_ratings.is_gold & np.isin(all_ratings.criterion, gold_criteria)).sum())
 
 
-def _rater_summary(*, study: Study, n_gold_answers: int) -> RaterSummary:
+def _rater_summary(*, study: Study, n_gold_answers: int, scores: StudyScores) -> RaterSummary:
     """Panel size, exclusions, gold pass rates and agreement with the others: ratings.quality's rows
     (the dashboard's numbers), summarised over the panelists who rated."""
     rows = [RaterRow(
         id=q.panelist.pk, pseudonym=q.panelist.pseudonym, excluded=q.panelist.excluded,
         simulated=q.panelist.is_simulated, n_ratings=q.n_ratings, gold_n=q.gold_n, gold_pass_rate=q.gold_pass_rate,
         flagged=q.flagged, consensus_r=q.agreement_r,
-    ) for q in panelist_quality(study=study)]
+    ) for q in panelist_quality(study=study, scores=scores)]
     active = [r for r in rows if r.n_ratings]
     rs = [r.consensus_r for r in active if r.consensus_r is not None and not r.excluded]
     with_r = [(r.consensus_r, r.id, r) for r in active if r.consensus_r is not None]

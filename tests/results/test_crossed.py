@@ -207,3 +207,44 @@ def test_this_panel_is_narrower_than_new_raters_with_three_raters():
     res = _results(y, m, p, r, 3)
     width = lambda ci: np.mean(ci[1] - ci[0])  # noqa: E731
     assert width(res[PANEL].mean_ci) < width(res[RANDOM].mean_ci)
+
+
+def test_many_raters_take_conjugate_gradients_with_the_dense_solution(monkeypatch):
+    """Above _DENSE_RATERS the rater system is solved by CG on the operator (no R × R matrix): the same
+    weights as the dense Cholesky solve, and as the minimum-norm fallback for a disconnected design."""
+    rng = np.random.default_rng(5)
+    n, n_m, n_p, n_r = 6_000, 4, 150, 500
+    m, p, r = rng.integers(0, n_m, n), rng.integers(0, n_p, n), rng.integers(0, n_r, n)
+    y = np.clip(np.round(5 + 0.4 * m + rng.normal(0, 1, n_p)[p] + rng.normal(0, 1, n_r)[r] + rng.normal(size=n)), 1, 10)
+    d = cr.design(scores=y, model=m, prompt=p, rater=r, n_models=n_m)
+    monkeypatch.setattr(cr, "_DENSE_RATERS", 100)
+    by_cg = cr.adjusted_weights(d)
+    monkeypatch.setattr(cr, "_DENSE_RATERS", 10_000)
+    dense = cr.adjusted_weights(d)
+    assert np.allclose(by_cg, dense, rtol=0, atol=1e-9 * np.abs(dense).max())
+    # two panels that never rate the same prompt: CG cannot converge there, the dense fallback answers
+    half = r < n_r // 2
+    p2 = np.where(half, p % (n_p // 2), n_p // 2 + p % (n_p // 2))
+    d2 = cr.design(scores=y, model=m, prompt=p2, rater=r, n_models=n_m)
+    monkeypatch.setattr(cr, "_DENSE_RATERS", 100)
+    w_cg = cr.adjusted_weights(d2)
+    monkeypatch.setattr(cr, "_DENSE_RATERS", 10_000)
+    assert np.allclose(w_cg, cr.adjusted_weights(d2), atol=1e-9)
+
+
+def test_criteria_rated_in_the_same_answers_share_one_layout():
+    rng = np.random.default_rng(6)
+    y, m, p, r = _balanced(n_prompts=20, n_raters=6, k=2, n_models=3, rng=rng,
+                           scores_of=lambda m, p, r: 5 + m + rng.normal(0, 1, m.size))
+    cache = cr.LayoutCache()
+    first = cr.criterion_results(scores=np.round(y), model=m, prompt=p, rater=r, n_models=3, cache=cache)
+    again = cr.criterion_results(scores=np.round(y[::-1]), model=m, prompt=p, rater=r, n_models=3, cache=cache)
+    alone = cr.criterion_results(scores=np.round(y[::-1]), model=m, prompt=p, rater=r, n_models=3)
+    d = cr.design(scores=y, model=m, prompt=p, rater=r, n_models=3)
+    assert cache.get(d) is cache.get(cr.design(scores=y + 1, model=m, prompt=p, rater=r, n_models=3))
+    assert cache.get(d) is not cache.get(cr.design(scores=y, model=m, prompt=p[::-1], rater=r, n_models=3))
+    # the cached layout changes nothing: the same numbers as a fresh fit, and other scores give other means
+    for e in (RANDOM, PANEL):
+        assert np.allclose(again[e].mean_ci[0], alone[e].mean_ci[0], equal_nan=True)
+        assert np.allclose(again[e].diff_ci[1], alone[e].diff_ci[1], equal_nan=True)
+    assert not np.allclose(first[RANDOM].mean, again[RANDOM].mean)

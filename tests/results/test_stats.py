@@ -180,3 +180,19 @@ def test_speed_summary_ignores_missing():
     s = stats.speed_summary(seconds=[1.0, None, 3.0, 2.0])
     assert (s.median, s.mean, s.n) == (2.0, 2.0, 3)
     assert stats.speed_summary(seconds=[None]).n == 0
+
+
+def test_group_medians_equal_the_median_of_each_group():
+    """ratings.quality.group_medians (median seconds per item on the dashboard and the board's rater rows)."""
+    import statistics
+
+    from ratings.quality import group_medians
+
+    rng = np.random.default_rng(4)
+    keys = rng.integers(0, 40, 900)
+    values = rng.integers(0, 60_000, 900)
+    got = group_medians(keys=keys, values=values, n_groups=43)  # groups 40-42 have no values
+    want = [statistics.median(values[keys == i].tolist()) if (keys == i).any() else np.nan for i in range(43)]
+    assert np.allclose(got, want, equal_nan=True)
+    assert np.isnan(got[40:]).all()
+    assert np.isnan(group_medians(keys=keys[:0], values=values[:0], n_groups=3)).all()
