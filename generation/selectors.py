@@ -334,3 +334,25 @@ def vram_profile_fits(*, profile: VramProfile) -> list[dict[str, Any]]:
                      "peak_allocated_gib": row.get("peak_allocated_gib"),
                      "peak_reserved_gib": row.get("peak_reserved_gib"), "predicted": bool(row.get("predicted"))})
     return rows
+
+
+def vram_profiles_latest(*, model_ids: list[int]) -> dict[int, VramProfile]:
+    """The newest profile of each model whatever its state (queued, running, failed, done)."""
+    out: dict[int, VramProfile] = {}
+    for profile in VramProfile.objects.filter(image_model_id__in=model_ids).order_by("image_model_id", "-created_at",
+                                                                                     "-id"):
+        out.setdefault(profile.image_model_id, profile)
+    return out
+
+
+def vram_model_rows(*, models: list[ImageModel]) -> list[dict[str, Any]]:
+    """The staff models page: per model its latest finished profile (Min VRAM) and its newest profile's state."""
+    ids = [m.pk for m in models]
+    done, latest = vram_profiles_latest_done(model_ids=ids), vram_profiles_latest(model_ids=ids)
+    return [{"model": m, "done": done.get(m.pk), "latest": latest.get(m.pk),
+             "min_card": (done[m.pk].report.get("min_card") if m.pk in done else None)} for m in models]
+
+
+def vram_profile_settings(*, profile: VramProfile) -> list[dict[str, Any]]:
+    """What each setting took uncapped (the profile's first step), in the order measured; so far, while running."""
+    return [{"name": name, **result} for name, result in (profile.report.get("settings") or {}).items()]

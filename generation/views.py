@@ -11,11 +11,12 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from evalsite.access import PERM_MANAGE_STUDY, PERM_RUN_SWEEP, staff_permission_required
+from evalsite.access import PERM_MANAGE_STUDY, PERM_RUN_SWEEP, staff_permission_required, user_may
 from generation import selectors
 from generation.engine.normalize import CONTENT_TYPES
+from generation.engine.profile import CARD_CLASSES_GB
 from generation.forms import ImageImportForm, SweepForm
-from generation.models import Generation, ImageModel, Sweep, SweepStatus
+from generation.models import Backend, Generation, ImageModel, Sweep, SweepStatus, VramProfileStatus
 from generation.services import (
     SweepInvalid,
     sweep_cancel,
@@ -26,6 +27,7 @@ from generation.services import (
 )
 from generation.services.imports import ImageImportError, bundle_from_uploads, bundle_set_manifest, sweep_images_import
 from generation.services.thumbnails import generation_thumbnail
+from generation.services.vram import VramProfileInvalid, vram_cards_parse, vram_profile_request
 from generation.services.workers import worker_reports_request
 
 run_sweeps = staff_permission_required(PERM_RUN_SWEEP)  # start, cancel, retry, import
@@ -257,3 +259,53 @@ def sweep_import(request, sweep_id: int):
     status = 400 if problems else 200
     return render(request, "generation/sweep_import.html", {"sweep": sweep, "form": form, "problems": problems},
                   status=status)
+
+
+# --------------------------------------------------------------------------- models: will it fit my card?
+
+
+@see_sweeps
+def model_list(request):
+    """Every model a worker renders, with the smallest card it renders on (its latest VRAM profile)."""
+    models = list(ImageModel.objects.exclude(backend=Backend.IMPORTED).order_by("name"))
+    return render(request, "generation/model_list.html", {"rows": selectors.vram_model_rows(models=models)})
+
+
+def _model_context(request, model: ImageModel, *, cards_text: str = "", error: str = "") -> dict:
+    latest = selectors.vram_profile_latest(image_model=model)
+    done = selectors.vram_profile_latest_done(image_model=model)
+    return {
+        "model": model, "latest": latest, "done": done,
+        "fits": selectors.vram_profile_fits(profile=done) if done else [],
+        "measured": selectors.vram_profile_settings(profile=latest) if latest else [],
+        "unfinished": latest is not None and latest.status in (VramProfileStatus.QUEUED, VramProfileStatus.RUNNING),
+        "history": list(model.vram_profiles.order_by("-created_at", "-id")[:10]),
+        "may_profile": user_may(request.user, PERM_RUN_SWEEP) and model.backend != Backend.IMPORTED,
+        "cards_text": cards_text or ",".join(map(str, CARD_CLASSES_GB)), "error": error,
+    }
+
+
+@see_sweeps
+def model_detail(request, model_id: int):
+    """A model's settings and "Will it fit my card?": its latest profile's fits-on table, the newest one's state."""
+    model = get_object_or_404(ImageModel, pk=model_id)
+    context = _model_context(request, model)
+    template = "generation/model_detail.html#profile" if request.htmx else "generation/model_detail.html"
+    return render(request, template, context)
+
+
+@run_sweeps
+@require_http_methods(["POST"])
+def model_vram_profile(request, model_id: int):
+    """Queue a VRAM profile of this model for a GPU worker (the button "Profile VRAM on a GPU worker")."""
+    model = get_object_or_404(ImageModel, pk=model_id)
+    cards_text = request.POST.get("cards", "")
+    try:
+        profile = vram_profile_request(image_model=model, cards=vram_cards_parse(text=cards_text),
+                                       requested_by=request.user)
+    except VramProfileInvalid as exc:
+        return render(request, "generation/model_detail.html",
+                      _model_context(request, model, cards_text=cards_text, error=exc.message), status=400)
+    messages.info(request, f"VRAM profile {profile.pk} of {model.name} queued for a GPU worker "
+                           f"(cards {', '.join(f'{c:g}' for c in profile.cards)} GB).")
+    return redirect("generation:model_detail", model_id=model.pk)
