@@ -41,6 +41,31 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class CardFit:
+    """One card class of a model's VRAM profile: the fastest setting that rendered under the card's cap."""
+
+    card_gb: float
+    setting: str = ""  # "": nothing rendered under this card's cap (does not fit)
+    seconds: float | None = None  # per image, under the cap
+    peak_allocated_gib: float | None = None
+    peak_reserved_gib: float | None = None
+    predicted: bool = False  # from the uncapped peaks (profile_vram --no-verify), not rendered under the cap
+
+
+@dataclass(frozen=True)
+class VramFit:
+    """What the model's latest finished VRAM profile says: the smallest card it renders on ("Min VRAM",
+    as the reference benchmark calls it), with which setting, and every card profiled."""
+
+    profile_id: int
+    gpu_name: str  # the GPU the profile ran on (cards emulated under caps on it)
+    profiled_at: str  # ISO 8601, seconds
+    min_card_gb: float | None = None  # None: it fits on none of the cards profiled
+    min_setting: str = ""
+    cards: tuple[CardFit, ...] = ()
+
+
+@dataclass(frozen=True)
 class ModelFacts:
     """One model of the board: who it is, how fast it rendered, its peak VRAM and settings."""
 
@@ -58,6 +83,16 @@ class ModelFacts:
     n_imported: int = 0  # images of this model made elsewhere
     speed_supplied: float | None = None  # median seconds supplied with imported images (never measured here)
     settings: ModelSettings | None = None  # None: not a model of the sweep (e.g. a fallback's images)
+    vram_fit: VramFit | None = None  # None: not profiled (profile_vram, or the model page's button)
+    usd_per_hour: float | None = None  # the price of the GPU its images were rendered on (admin: GPU prices)
+    usd_per_1000_images: float | None = None  # speed_median x 1000 / 3600 x usd_per_hour
+    cost_note: str = ""  # why there is no cost (no price for the GPU, CPU, several GPUs, imported)
+
+    def min_vram_setting(self) -> str:
+        """The setting of "Min VRAM", or why there is none: "not profiled", "does not fit", "imported"."""
+        if self.vram_fit is None:
+            return "imported" if self.imported else "not profiled"
+        return self.vram_fit.min_setting if self.vram_fit.min_card_gb is not None else "does not fit"
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ def ratings_export_rows(*, study: Study, chunk_size: int = 2000) -> Iterator[lis
 
 
 def leaderboard_rows(*, board: Board) -> tuple[list[str], list[list]]:
-    """The per-model table: speed, VRAM and, per criterion, mean, CI low, CI high, n (and rank)."""
+    """The per-model table: speed, VRAM and, per criterion, mean, CI low, CI high, n (and rank); then OCR, the
+    smallest card the model renders on with its setting ("not profiled" without a profile) and $ per 1,000 images."""
     header = ["model", "model_slug", "speed_median_s", "speed_mean_s", "n_images", "gpu", "mode",
               "peak_vram_allocated_gib", "peak_vram_reserved_gib"]
     for c in board.criteria:
@@ -58,6 +59,7 @@ def leaderboard_rows(*, board: Board) -> tuple[list[str], list[list]]:
         header += [f"{k}_mean", f"{k}_ci_low", f"{k}_ci_high", f"{k}_n", f"{k}_n_prompts", f"{k}_rank",
                    f"{k}_normalized_mean", f"{k}_normalized_ci_low", f"{k}_normalized_ci_high"]
     header += ["ocr_text_accuracy_pct", "ocr_ci_low", "ocr_ci_high", "ocr_n_images", "ocr_all_words_pct"]
+    header += ["min_vram_card_gb", "min_vram_setting", "usd_per_1000_images"]  # issue 14, after every older column
     rows = []
     for i in board.order():
         m = board.models[i]
@@ -74,6 +76,8 @@ def leaderboard_rows(*, board: Board) -> tuple[list[str], list[list]]:
         else:
             row += [_r(ocr.mean, 2), _r(ocr.ci_low, 2), _r(ocr.ci_high, 2), ocr.n]
         row.append(_r(board.ocr.all_words_of(i), 1))
+        row += [_r(m.vram_fit.min_card_gb if m.vram_fit else None, 1), m.min_vram_setting(),
+                _r(m.usd_per_1000_images, 4)]
         rows.append(row)
     return header, rows
 

@@ -13,6 +13,7 @@ class SnapshotReason(models.TextChoices):
     FORCED = "forced", "recomputed on request"
     FIRST = "first", "first leaderboard"
     IMPORT = "import", "ratings imported"
+    FACTS = "facts", "a VRAM profile or a GPU price changed"
 
 
 class BoardSnapshot(models.Model):

@@ -22,7 +22,8 @@ from django.db.models import Case, Count, IntegerField, Max, Value, When
 from django.utils import timezone
 from scipy.stats import spearmanr
 
-from generation.models import Generation, GenerationStatus, ImageModel, Origin
+from generation.models import Generation, GenerationStatus, GpuPrice, ImageModel, Origin, VramProfile, VramProfileStatus
+from generation.selectors import vram_profile_fits, vram_profiles_latest_done
 from prompts.models import Prompt
 
 from ..models import Assignment, Criterion, Panelist, Rating, RatingChange, Side, Study, StudyStatus
@@ -33,6 +34,7 @@ from .board import (
     BOARD_FORMAT,
     Agreement,
     Board,
+    CardFit,
     CriterionNotes,
     CriterionRef,
     Difference,
@@ -47,7 +49,9 @@ from .board import (
     RaterRow,
     RaterSummary,
     ScoreCell,
+    VramFit,
 )
+from .cost import model_cost
 
 CACHE_SECONDS = 7 * 24 * 3600
 N_RESAMPLES = 2000
@@ -209,7 +213,11 @@ def ratings_version(*, study: Study) -> str:
         n=Count("id"), last=Max("finished_at")
     )
     changed = RatingChange.objects.filter(rating__study=study).aggregate(last=Max("id"))["last"]  # changed answers
-    key = repr((agg["n"], agg["last"], changed, excluded, crits, gens["n"], gens["last"], study.name, str(study.estimand)))
+    profiles = list(VramProfile.objects.filter(image_model__sweeps=study.sweep_id, status=VramProfileStatus.DONE)
+                    .order_by("id").values_list("id", flat=True))  # "Min VRAM" and the fits-on tables
+    prices = list(GpuPrice.objects.order_by("gpu_name").values_list("gpu_name", "usd_per_hour"))  # $ per 1,000 images
+    key = repr((agg["n"], agg["last"], changed, excluded, crits, gens["n"], gens["last"], study.name, str(study.estimand),
+                profiles, prices))
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
@@ -283,10 +291,29 @@ def _rendered_by_model(*, study: Study, model_ids: list[int]) -> dict[int, _Rend
     return out
 
 
+def _vram_fit(*, profile: VramProfile | None) -> VramFit | None:
+    if profile is None:
+        return None
+    smallest = profile.report.get("min_card") or {}
+    return VramFit(
+        profile_id=profile.pk, gpu_name=profile.gpu_name,
+        profiled_at=profile.finished_at.isoformat(timespec="seconds") if profile.finished_at else "",
+        min_card_gb=smallest.get("card_gb"), min_setting=smallest.get("setting") or "",
+        cards=tuple(CardFit(card_gb=r["card_gb"], setting=r["setting"] or "", seconds=r["seconds"],
+                            peak_allocated_gib=r["peak_allocated_gib"], peak_reserved_gib=r["peak_reserved_gib"],
+                            predicted=r["predicted"]) for r in vram_profile_fits(profile=profile)),
+    )
+
+
 def model_facts(*, study: Study) -> list[ModelFacts]:
-    """Per model of the sweep: speed, peak VRAM, GPU, fast/plain mode and the settings it rendered with."""
+    """Per model of the sweep: speed, peak VRAM, GPU, fast/plain mode and the settings it rendered with; its
+    latest VRAM profile (Min VRAM, fits on) and what 1,000 images cost on the GPU it rendered on."""
     models = list(study.sweep.image_models.order_by("name"))
     rendered = _rendered_by_model(study=study, model_ids=[m.pk for m in models])
+    profiles = vram_profiles_latest_done(model_ids=[m.pk for m in models])
+    gpus = set().union(*(d.gpus for d in rendered.values()))
+    prices = {name: float(usd) for name, usd in GpuPrice.objects.filter(gpu_name__in=gpus)
+              .values_list("gpu_name", "usd_per_hour")}
     out = []
     for m in models:
         d = rendered[m.pk]
@@ -294,6 +321,8 @@ def model_facts(*, study: Study) -> list[ModelFacts]:
         fast = d.fast or {m.fast_mode}
         # every image of this model in the sweep was made elsewhere (import_ratings, import_images)
         imported = d.origins == {Origin.IMPORTED}
+        cost, price, cost_note = ((None, None, "imported") if imported else model_cost(
+            seconds_per_image=_finite(speed.median), gpus=d.gpus, on_cpu=d.devices == {"cpu"}, prices=prices))
         out.append(ModelFacts(
             id=m.pk, name=m.name, slug=m.slug, imported=imported,
             speed_median=_finite(speed.median), speed_mean=_finite(speed.mean), n_images=speed.n,
@@ -306,6 +335,8 @@ def model_facts(*, study: Study) -> list[ModelFacts]:
                 dtype=m.dtype, quantization=m.quantization, offload=m.offload,
                 offload_used=", ".join(sorted(d.offload)), pipeline=m.pipeline_class or "auto", source=m.source,
             ),
+            vram_fit=_vram_fit(profile=profiles.get(m.pk)),
+            usd_per_hour=price, usd_per_1000_images=cost, cost_note=cost_note,
         ))
     return out
 

@@ -6,7 +6,6 @@ import csv
 import io
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 
 from ratings.models import Estimand, Rating
@@ -15,13 +14,6 @@ from ratings.results import selectors as rs
 pytestmark = pytest.mark.django_db
 
 KEYS = ("prompt_accuracy", "photorealism", "text_rendering")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

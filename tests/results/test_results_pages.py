@@ -21,13 +21,6 @@ from ratings.services import panelist_create, panelist_exclude, study_close
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def filled(study_factory):
     study, models, prompts = study_factory(mode="both", n_models=3, n_prompts=6, k=2)

@@ -39,7 +39,8 @@ class Command(BaseCommand):
 
     def _table(self, board: Board) -> None:
         crits = board.criteria
-        head = ["Model", "Avg speed s/img (median/mean, GPU, mode)"] + [f"{c.name} (1–10)" for c in crits] + ["Peak VRAM"]
+        head = ["Model", "Avg speed s/img (median/mean, GPU, mode)"] + [f"{c.name} (1–10)" for c in crits] + ["Peak VRAM", "Min VRAM",
+                                                                                                "$ per 1,000 images"]
         lines = []
         for i in board.order():
             m = board.models[i]
@@ -58,7 +59,12 @@ class Command(BaseCommand):
                 else:
                     cells.append(f"{cell.mean:.2f} [{cell.ci_low:.2f}–{cell.ci_high:.2f}] n={cell.n} rank {cell.rank}")
             vram = "—" if m.vram_allocated_gib is None else f"{m.vram_allocated_gib:.1f} GiB"
-            lines.append([m.name, speed, *cells, vram])
+            fit = m.vram_fit
+            smallest = (f"{fit.min_card_gb:g} GB {m.min_vram_setting()}" if fit and fit.min_card_gb is not None
+                        else m.min_vram_setting())
+            cost = (f"${m.usd_per_1000_images:.2f} at ${m.usd_per_hour:.2f}/h" if m.usd_per_1000_images is not None
+                    else f"— ({m.cost_note})")
+            lines.append([m.name, speed, *cells, vram, smallest, cost])
         widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
         out = [" | ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)) for row in [head, *lines]]
         out.insert(1, "-+-".join("-" * w for w in widths))
