@@ -37,7 +37,7 @@ pytestmark = pytest.mark.django_db
 
 # columns of `leaderboard --format csv` that describe the renders, not the ratings
 RENDER_COLUMNS = {"speed_median_s", "speed_mean_s", "n_images", "gpu", "mode", "peak_vram_allocated_gib",
-                  "peak_vram_reserved_gib"}
+                  "peak_vram_reserved_gib", "min_vram_card_gb", "min_vram_setting", "usd_per_1000_images"}
 
 
 def _rate_natively(study: Study, *, n_raters: int, seed: int, max_items: int = 60) -> list[Panelist]:
