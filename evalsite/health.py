@@ -76,7 +76,7 @@ def check_broker() -> str | None:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT_SECONDS)
             if str(settings.CELERY_BROKER_URL).startswith("filesystem://"):
-                folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+                folder = Path(str(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"]))
                 if not folder.is_dir():
                     return f"broker folder {folder} is missing"
             else:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sentry_sdk.types import Event, Hint
 
 # Invite and share tokens are credentials: they never leave in an error report (h12 masks them in logs).
 _TOKEN_PATH = re.compile(r"/r/[^/?#]+")
@@ -20,19 +23,22 @@ def mask_invite_tokens(text: str) -> str:
     return _TOKEN_PATH.sub("/r/<token>", text)
 
 
-def _scrub_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+def _scrub_event(event: Event, hint: Hint) -> Event:
+    """Sentry's ``before_send``: invite tokens masked in the request URL, Referer, transaction and breadcrumbs."""
     request = event.get("request") or {}
     for key in ("url", "query_string"):
-        if isinstance(request.get(key), str):
-            request[key] = mask_invite_tokens(request[key])
+        value = request.get(key)
+        if isinstance(value, str):
+            request[key] = mask_invite_tokens(value)
     headers = request.get("headers") or {}
-    if isinstance(headers.get("Referer"), str):
-        headers["Referer"] = mask_invite_tokens(headers["Referer"])
-    if isinstance(event.get("transaction"), str):
-        event["transaction"] = mask_invite_tokens(event["transaction"])
-    for crumb in (event.get("breadcrumbs") or {}).get("values", []):
-        if isinstance(crumb.get("message"), str):
-            crumb["message"] = mask_invite_tokens(crumb["message"])
+    if isinstance(headers, dict) and isinstance(referer := headers.get("Referer"), str):
+        headers["Referer"] = mask_invite_tokens(referer)
+    if isinstance(transaction := event.get("transaction"), str):
+        event["transaction"] = mask_invite_tokens(transaction)
+    breadcrumbs = event.get("breadcrumbs") or {}
+    for crumb in breadcrumbs.get("values", []) if isinstance(breadcrumbs, dict) else []:
+        if isinstance(message := crumb.get("message"), str):
+            crumb["message"] = mask_invite_tokens(message)
     return event
 
 

@@ -47,5 +47,5 @@ def metrics(request: HttpRequest) -> HttpResponse:
             for source in sources:
                 yield from source.collect()
 
-    return HttpResponse(prometheus_client.generate_latest(Exposition()),  # type: ignore[arg-type]
+    return HttpResponse(prometheus_client.generate_latest(Exposition()),
                         content_type=prometheus_client.CONTENT_TYPE_LATEST)

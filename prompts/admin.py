@@ -1,9 +1,20 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypedDict
+
 from django.contrib import admin
 from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html
 
 from .models import Prompt, PromptSuite
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _SuiteCounts(TypedDict):
+    n_prompts: int  # annotated by PromptSuiteAdmin.get_queryset
 
 
 @admin.register(PromptSuite)
@@ -17,11 +28,11 @@ class PromptSuiteAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(n_prompts=Count("prompts"))
 
     @admin.display(description="prompts", ordering="n_prompts")
-    def prompt_count(self, obj: PromptSuite) -> int:
+    def prompt_count(self, obj: WithAnnotations[PromptSuite, _SuiteCounts]) -> int:
         return obj.n_prompts
 
     @admin.display(description="prompts")
-    def prompts_link(self, obj: PromptSuite) -> str:
+    def prompts_link(self, obj: WithAnnotations[PromptSuite, _SuiteCounts]) -> str:
         # A suite can hold 100,000 prompts: link to the filtered list rather than an inline.
         if obj.pk is None:
             return "-"

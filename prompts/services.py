@@ -210,8 +210,8 @@ def prompt_suite_import(
     request_problems = []
     if not suite_name:
         request_problems.append(Problem(0, "suite name is empty"))
-    elif len(suite_name) > PromptSuite._meta.get_field("name").max_length:
-        request_problems.append(Problem(0, "suite name is longer than 200 characters"))
+    elif (name_max := PromptSuite._meta.get_field("name").max_length) is not None and len(suite_name) > name_max:
+        request_problems.append(Problem(0, f"suite name is longer than {name_max} characters"))
     if fmt != "auto" and fmt not in FORMATS:
         request_problems.append(Problem(0, f"unknown format {fmt!r}; choose auto or one of {', '.join(FORMATS)}"))
     if request_problems:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
@@ -17,7 +18,7 @@ from .services import PromptFileInvalid, prompt_suite_import
 
 
 @staff_permission_required(PERM_UPLOAD_SUITE)
-def suite_upload(request):
+def suite_upload(request: HttpRequest) -> HttpResponse:
     problems: list[str] = []
     warnings: list[str] = []
     status = 200

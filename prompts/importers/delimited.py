@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Literal
+from collections.abc import Iterator
 
 from .base import ItemStream, Problem, blank_line_problem, prompt_key, row_from_mapping
 
 
-def delimited_records(text: str, *, delimiter: str, quoting: Literal[0, 1, 2, 3]):
-    """(first line, fields) per record, or (line, Problem) for a record that does not parse.
+def delimited_records(text: str, *, delimiter: str) -> list[tuple[int, list[str] | Problem]]:
+    """(first line, fields) per record, or (line, Problem) for a record that does not parse; trailing
+    blank lines are dropped (harmless; blank lines between rows are not). A tab delimiter reads with
+    quoting off, any other with standard quoting (see above).
 
     Also read by ratings.services.imports (ratings CSV/TSV files).
     """
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    records = list(_records(text, delimiter=delimiter))
+    while records and records[-1][1] == []:
+        records.pop()
+    return records
+
+
+def _records(text: str, *, delimiter: str) -> Iterator[tuple[int, list[str] | Problem]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True,
+                        quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
     previous_end = 0
     while True:
         try:
@@ -35,11 +45,7 @@ def delimited_records(text: str, *, delimiter: str, quoting: Literal[0, 1, 2, 3]
 
 
 def parse(text: str, *, delimiter: str) -> ItemStream:
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    records = list(delimited_records(text, delimiter=delimiter, quoting=quoting))
-    # Trailing blank lines are harmless; blank lines between rows are not.
-    while records and records[-1][1] == []:
-        records.pop()
+    records = delimited_records(text, delimiter=delimiter)
     if not records:
         yield Problem(0, "file is empty")
         return

@@ -18,7 +18,6 @@ lines and nothing is written. Writes are bulk inserts in one transaction.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -205,24 +204,16 @@ def _row(fields: list[str], *, line: int, columns: dict[str, int], problems: lis
     gold = _flag(get("gold"), column="gold", line=line, problems=problems)
     excluded = _flag(get("excluded"), column="excluded", line=line, problems=problems)
     simulated = _flag(get("simulated"), column="simulated", line=line, problems=problems)
-    if len(problems) > n_before or gold:
+    if len(problems) > n_before or gold or score is None:  # no score is a problem already appended
         return None
     return RatingRow(line=line, rater=values["rater"], model=values["model"], prompt=values["prompt"],
                      criterion=key, score=score, category=category, pair=pair,
                      side=side if pair else Side.SINGLE, seed=seed, excluded=excluded, simulated=simulated)
 
 
-def _records_of(text: str, fmt: str):
-    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL  # as the prompt importer reads TSV
-    records = list(delimited_records(text, delimiter="\t" if fmt == "tsv" else ",", quoting=quoting))
-    while records and records[-1][1] == []:
-        records.pop()
-    return records
-
-
 def rating_rows_parse(*, text: str, fmt: str) -> tuple[list[RatingRow], int, list[Problem]]:
     """Checked rows, the number of gold (attention-check) rows left out, and every problem found."""
-    records = _records_of(text, fmt)
+    records = delimited_records(text, delimiter="\t" if fmt == "tsv" else ",")  # read as the prompt importer does
     if not records:
         return [], 0, [Problem(0, "file is empty")]
     first_line, header = records[0]
@@ -429,8 +420,8 @@ def ratings_import(
     request_problems = []
     if not study_name:
         request_problems.append(Problem(0, "study name is empty"))
-    elif len(study_name) > Study._meta.get_field("name").max_length:
-        request_problems.append(Problem(0, "study name is longer than 200 characters"))
+    elif (name_max := Study._meta.get_field("name").max_length) is not None and len(study_name) > name_max:
+        request_problems.append(Problem(0, f"study name is longer than {name_max} characters"))
     if fmt != "auto" and fmt not in FORMATS:
         request_problems.append(Problem(0, f"unknown format {fmt!r}; choose auto, csv or tsv"))
     if request_problems:
