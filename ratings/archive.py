@@ -14,11 +14,12 @@ import hashlib
 import json
 import zipfile
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from django.core import serializers
@@ -56,7 +57,7 @@ def _label(model: type[models.Model]) -> str:
     return model._meta.label_lower
 
 
-def _study_rows(study: Study) -> dict[type[models.Model], list[models.Model]]:
+def _study_rows(study: Study) -> dict[type[models.Model], Sequence[models.Model]]:
     sweep = study.sweep
     generations = list(Generation.objects.filter(sweep=sweep).order_by("pk"))
     assignments = list(Assignment.objects.filter(study=study).order_by("pk"))
@@ -89,7 +90,7 @@ def study_export(*, study: Study, path: Path) -> ArchiveSummary:
     records = serializers.serialize("python", [obj for model in MODELS for obj in rows[model]])
     images: dict[str, str] = {}
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for generation in rows[Generation]:
+        for generation in cast(Sequence[Generation], rows[Generation]):  # each key's rows are of that model
             name = generation.image.name
             if not name or name in images:
                 continue
@@ -152,31 +153,34 @@ def study_import(*, path: Path) -> ArchiveSummary:
                 rows = grouped[_label(model)]
                 for obj in serializers.deserialize("python", rows):
                     instance, old_pk = obj.object, obj.object.pk
-                    if model is ImageModel and (same := ImageModel.objects.filter(slug=instance.slug).first()):
+                    # the row's class is exactly ``model`` (none of these models subclasses another)
+                    if isinstance(instance, ImageModel) and (
+                            same := ImageModel.objects.filter(slug=instance.slug).first()):
                         ids[ImageModel][old_pk] = same.pk
                         continue
                     _remap(instance, ids, path)
-                    if model is PromptSuite:
+                    if isinstance(instance, PromptSuite):
                         instance.name = _free_suite_name(instance.name)
-                    if model is Generation:
+                    if isinstance(instance, Generation):
                         instance.public_id = new_public_id()
                         if instance.image.name:
                             saved_files.append(_restore_image(instance, archive, manifest, path))
-                    if model is Panelist:
+                    if isinstance(instance, Panelist):
                         instance.token = new_token()
-                    if model is Study:
+                    if isinstance(instance, Study):
                         instance.share_token = None
-                    if model is Assignment:
+                    if isinstance(instance, Assignment):
                         instance.ref = new_ref()  # opaque per installation, like tokens and image ids
                     stamps = _timestamps(instance)
                     instance.pk = None
                     instance.save(force_insert=True)
                     if stamps:  # auto_now / auto_now_add overwrote them on save: put the archived values back
-                        model.objects.filter(pk=instance.pk).update(**stamps)
+                        model._default_manager.filter(pk=instance.pk).update(**stamps)
                     ids[model][old_pk] = instance.pk
                     for field_name, old_related in (obj.m2m_data or {}).items():
-                        field = model._meta.get_field(field_name)
-                        getattr(instance, field_name).set([ids[field.related_model][pk] for pk in old_related])
+                        target = model._meta.get_field(field_name).related_model
+                        assert isinstance(target, type)  # a many-to-many field always names its model
+                        getattr(instance, field_name).set([ids[target][pk] for pk in old_related])
     except BaseException:
         for name in saved_files:
             default_storage.delete(name)
@@ -207,7 +211,7 @@ def _remap(instance: models.Model, ids: dict[type[models.Model], dict[Any, Any]]
 
 
 def _restore_image(generation: Generation, archive: zipfile.ZipFile, manifest: dict[str, Any], path: Path) -> str:
-    name = generation.image.name
+    name = generation.image.name or ""  # the caller only passes a generation with an image
     try:
         data = archive.read(f"media/{name}")
     except KeyError as exc:
@@ -215,7 +219,9 @@ def _restore_image(generation: Generation, archive: zipfile.ZipFile, manifest: d
     if hashlib.sha256(data).hexdigest() != manifest["images"].get(name):
         raise ArchiveInvalid(f"{path}: image {name} does not match its checksum")
     generation.image.save(Path(name).name, ContentFile(data), save=False)
-    return generation.image.name
+    saved = generation.image.name
+    assert saved is not None  # FieldFile.save has just stored the file under this name
+    return saved
 
 
 def _timestamps(instance: models.Model) -> dict[str, Any]:

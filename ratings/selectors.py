@@ -205,11 +205,12 @@ class Shown:
 
 def assignment_shown(*, assignment: Assignment) -> list[Shown]:
     """The images of an assignment in the order shown (left/right as recorded)."""
-    if assignment.kind == AssignmentKind.SINGLE:
+    right = assignment.right
+    if assignment.kind == AssignmentKind.SINGLE or right is None:  # a pair has its right image (check constraint)
         return [Shown(Side.SINGLE, "Image", assignment.left_id, assignment.left.public_id)]
     return [
         Shown(Side.LEFT, "Left image (A)", assignment.left_id, assignment.left.public_id),
-        Shown(Side.RIGHT, "Right image (B)", assignment.right_id, assignment.right.public_id),
+        Shown(Side.RIGHT, "Right image (B)", right.pk, right.public_id),
     ]
 
 

@@ -6,7 +6,7 @@ import functools
 import re
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -15,6 +15,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
 from evalsite.access import PERM_EXPORT_RATINGS, PERM_MANAGE_STUDY, PERM_VIEW_RESULTS, staff_permission_required
+from evalsite.http import HtmxHttpRequest
 from generation.engine.normalize import CONTENT_TYPES, pad_for_serving
 from generation.models import Generation
 
@@ -52,7 +53,7 @@ def panelist_view(view):
     rule = PANELIST_RATES.get(view.__name__)
 
     @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def wrapped(request: HtmxHttpRequest, *args, **kwargs) -> HttpResponse:
         token = kwargs.get("token", "")
         if limits.over_limit(request, rule="token_miss", key="ip", increment=False):
             return _refused(request, services.TooManyRequests(TOO_MANY))
@@ -70,7 +71,7 @@ def panelist_view(view):
     return wrapped
 
 
-def _refused(request: HttpRequest, error: RatingRefused, *, token: str = "") -> HttpResponse:
+def _refused(request: HtmxHttpRequest, error: RatingRefused, *, token: str = "") -> HttpResponse:
     template = "ratings/_message.html" if request.htmx else "ratings/message.html"
     response = render(request, template, {"message": error.message, "token": token}, status=error.status_code)
     return _private(response)
@@ -116,7 +117,7 @@ def _item_context(*, panelist: Panelist, assignment: Assignment | None, chosen: 
     return ctx
 
 
-def _render_item(request: HttpRequest, panelist: Panelist, assignment: Assignment | None, *, saved: str = "",
+def _render_item(request: HtmxHttpRequest, panelist: Panelist, assignment: Assignment | None, *, saved: str = "",
                  chosen: dict | None = None, error: str = "", status: int = 200,
                  changing: dict | None = None) -> HttpResponse:
     ctx = _item_context(panelist=panelist, assignment=assignment, chosen=chosen, error=error,
@@ -128,7 +129,7 @@ def _render_item(request: HttpRequest, panelist: Panelist, assignment: Assignmen
 
 @require_GET
 @panelist_view
-def panelist_home(request: HttpRequest, token: str) -> HttpResponse:
+def panelist_home(request: HtmxHttpRequest, token: str) -> HttpResponse:
     """/r/<token>/: a panelist's page, or a study's shared link (which mints a panelist)."""
     panelist = selectors.panelist_by_token(token=token)
     if panelist is None:
@@ -157,7 +158,7 @@ def panelist_home(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_POST
 @panelist_view
-def panelist_start(request: HttpRequest, token: str) -> HttpResponse:
+def panelist_start(request: HtmxHttpRequest, token: str) -> HttpResponse:
     """Consent given: start rating (a shared link first mints the panelist and remembers it)."""
     panelist = selectors.panelist_by_token(token=token)
     try:
@@ -175,7 +176,7 @@ def panelist_start(request: HttpRequest, token: str) -> HttpResponse:
                 remembered = dict(request.session.get(SESSION_PANELISTS, {}))
                 remembered[str(study.pk)] = panelist.token
                 request.session[SESSION_PANELISTS] = remembered
-            panelist = selectors.panelist_by_token(token=panelist.token)
+            panelist = _panelist_or_404(panelist.token)  # again, with its study (as a token link loads it)
         services.panelist_check(panelist=panelist)
     except RatingRefused as error:
         return _refused(request, error, token=token)
@@ -183,25 +184,25 @@ def panelist_start(request: HttpRequest, token: str) -> HttpResponse:
     return redirect("ratings:panelist_home", token=panelist.token)
 
 
-def _post_once(request: HttpRequest) -> None:
+def _post_once(request: HtmxHttpRequest) -> None:
     """Every field of an answer comes once: a field sent twice is refused (400), never "last one wins"."""
     for name, values in request.POST.lists():
         if len(values) > 1:
             raise services.InvalidScores(f"The field {name[:60]!r} was sent {len(values)} times; send each once.")
 
 
-def _answers_from_post(request: HttpRequest) -> dict[tuple[str, str], str]:
+def _answers_from_post(request: HtmxHttpRequest) -> dict[tuple[str, str], str]:
     """Scores as the page names them: "<side>-<criterion key>" (never an image id); each field once."""
     _post_once(request)
-    answers = {}
-    for name, value in request.POST.items():
+    answers: dict[tuple[str, str], str] = {}
+    for name in request.POST:
         match = FIELD.fullmatch(name)
         if match:
-            answers[match.groups()] = value
+            answers[(match[1], match[2])] = request.POST[name]
     return answers
 
 
-def _elapsed(request: HttpRequest) -> int | None:
+def _elapsed(request: HtmxHttpRequest) -> int | None:
     """The page's own timer, a hint only: the service measures the time per item itself."""
     raw = request.POST.get("elapsed_ms", "")
     return int(raw) if raw.isdigit() and int(raw) < 86_400_000 else None
@@ -209,7 +210,7 @@ def _elapsed(request: HttpRequest) -> int | None:
 
 @require_POST
 @panelist_view
-def assignment_answer(request: HttpRequest, token: str, ref: str) -> HttpResponse:
+def assignment_answer(request: HtmxHttpRequest, token: str, ref: str) -> HttpResponse:
     """Save the scores of one item and answer with the next one (an htmx swap, no page reload)."""
     panelist = _panelist_or_404(token)
     assignment_id = selectors.assignment_id_by_ref(panelist=panelist, ref=ref)
@@ -227,7 +228,7 @@ def assignment_answer(request: HttpRequest, token: str, ref: str) -> HttpRespons
     return _next_after(request, panelist, saved="Saved.")
 
 
-def _next_after(request: HttpRequest, panelist: Panelist, *, saved: str, status: int = 200) -> HttpResponse:
+def _next_after(request: HtmxHttpRequest, panelist: Panelist, *, saved: str, status: int = 200) -> HttpResponse:
     if not request.htmx:
         messages.info(request, saved)
         return redirect("ratings:panelist_home", token=panelist.token)
@@ -250,7 +251,7 @@ def _changing(panelist: Panelist, assignment_id: int) -> dict | None:
 
 
 @panelist_view
-def assignment_change(request: HttpRequest, token: str, ref: str) -> HttpResponse:
+def assignment_change(request: HtmxHttpRequest, token: str, ref: str) -> HttpResponse:
     """ "Previous": GET shows one of the last answers with its scores; POST replaces them."""
     panelist = _panelist_or_404(token)
     assignment_id = selectors.assignment_id_by_ref(panelist=panelist, ref=ref)
@@ -282,7 +283,7 @@ def assignment_change(request: HttpRequest, token: str, ref: str) -> HttpRespons
 
 @require_POST
 @panelist_view
-def assignment_skip(request: HttpRequest, token: str, ref: str) -> HttpResponse:
+def assignment_skip(request: HtmxHttpRequest, token: str, ref: str) -> HttpResponse:
     panelist = _panelist_or_404(token)
     assignment_id = selectors.assignment_id_by_ref(panelist=panelist, ref=ref)
     reason = request.POST.get("reason", "")
@@ -303,7 +304,7 @@ def assignment_skip(request: HttpRequest, token: str, ref: str) -> HttpResponse:
 
 @require_GET
 @panelist_view
-def panelist_image(request: HttpRequest, token: str, public_id: str) -> HttpResponse:
+def panelist_image(request: HtmxHttpRequest, token: str, public_id: str) -> HttpResponse:
     """An image by its opaque id, only for the panelist whose open item shows it.
 
     The body is the stored, normalised file padded to one size per canvas and format, with one
@@ -323,13 +324,13 @@ def panelist_image(request: HttpRequest, token: str, public_id: str) -> HttpResp
 
 
 @staff_permission_required(PERM_MANAGE_STUDY, PERM_VIEW_RESULTS, PERM_EXPORT_RATINGS)
-def study_list(request: HttpRequest) -> HttpResponse:
+def study_list(request: HtmxHttpRequest) -> HttpResponse:
     studies = Study.objects.select_related("sweep").order_by("-created_at")
     return render(request, "ratings/study_list.html", {"studies": studies})
 
 
 @staff_permission_required(PERM_MANAGE_STUDY)
-def study_new(request: HttpRequest) -> HttpResponse:
+def study_new(request: HtmxHttpRequest) -> HttpResponse:
     form = StudyCreateForm(request.POST or None, initial={"sweep": request.GET.get("sweep")})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -348,7 +349,7 @@ def study_new(request: HttpRequest) -> HttpResponse:
 
 
 @staff_permission_required(PERM_MANAGE_STUDY)
-def study_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
+def study_dashboard(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     study = get_object_or_404(Study.objects.select_related("sweep", "sweep__suite"), pk=pk)
     ctx = {
         "study": study,
@@ -364,13 +365,13 @@ def study_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "ratings/study_dashboard.html", ctx)
 
 
-def _study_action(request: HttpRequest, pk: int) -> Study:
+def _study_action(request: HtmxHttpRequest, pk: int) -> Study:
     return get_object_or_404(Study, pk=pk)
 
 
 @staff_permission_required(PERM_MANAGE_STUDY)
 @require_POST
-def study_set_status(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def study_set_status(request: HtmxHttpRequest, pk: int, action: str) -> HttpResponse:
     study = _study_action(request, pk)
     try:
         if action == "open":
@@ -388,7 +389,7 @@ def study_set_status(request: HttpRequest, pk: int, action: str) -> HttpResponse
 
 @staff_permission_required(PERM_MANAGE_STUDY)
 @require_POST
-def study_invite(request: HttpRequest, pk: int) -> HttpResponse:
+def study_invite(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     study = _study_action(request, pk)
     if limits.over_limit(request, rule="invite", key="user"):
         messages.error(request, "Too many invite links in the last hour; please wait.")
@@ -401,7 +402,7 @@ def study_invite(request: HttpRequest, pk: int) -> HttpResponse:
 
 @staff_permission_required(PERM_MANAGE_STUDY)
 @require_POST
-def study_share(request: HttpRequest, pk: int) -> HttpResponse:
+def study_share(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     study = _study_action(request, pk)
     if request.POST.get("enable") == "1":
         services.study_share_enable(study=study)
@@ -412,7 +413,7 @@ def study_share(request: HttpRequest, pk: int) -> HttpResponse:
 
 @staff_permission_required(PERM_MANAGE_STUDY)
 @require_POST
-def study_criterion(request: HttpRequest, pk: int) -> HttpResponse:
+def study_criterion(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     study = _study_action(request, pk)
     form = CriterionForm(request.POST)
     if form.is_valid():
@@ -425,13 +426,13 @@ def study_criterion(request: HttpRequest, pk: int) -> HttpResponse:
             messages.error(request, error.message)
     else:
         messages.error(request, "Criterion not saved: " + "; ".join(
-            f"{field}: {' '.join(errs)}" for field, errs in form.errors.items()))
+            f"{field}: {' '.join(map(str, errs))}" for field, errs in form.errors.items()))
     return redirect("ratings:study_dashboard", pk=study.pk)
 
 
 @staff_permission_required(PERM_MANAGE_STUDY)
 @require_POST
-def panelist_manage(request: HttpRequest, pk: int, panelist_id: int, action: str) -> HttpResponse:
+def panelist_manage(request: HtmxHttpRequest, pk: int, panelist_id: int, action: str) -> HttpResponse:
     panelist = get_object_or_404(Panelist.objects.select_related("study"), pk=panelist_id, study_id=pk)
     if action == "revoke":
         services.panelist_revoke(panelist=panelist)

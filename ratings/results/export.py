@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import TYPE_CHECKING
 
 from evalsite.csv_safe import csv_writer
 
 from ..models import AssignmentKind, Rating, Side, Study
 from ..services import StudySetupError
 from .board import Board
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 RATINGS_CSV_HEADER = [
     "study", "rating_id", "prompt_id", "prompt", "category", "model", "model_slug", "seed", "criterion", "score",
@@ -124,8 +127,8 @@ def csv_stream(header: list[str], rows: Iterable[list], *, bom: bool = False) ->
         yield writer.writerow(row)
 
 
-def ratings_csv_write(*, study: Study, out: IO[str], bom: bool = False) -> int:
-    """Write the raw ratings CSV to an open text file; returns the number of data rows."""
+def ratings_csv_write(*, study: Study, out: SupportsWrite[str], bom: bool = False) -> int:
+    """Write the raw ratings CSV to an open text file (anything with ``write``); returns the number of data rows."""
     if bom:
         out.write("\ufeff")
     writer = csv_writer(out)

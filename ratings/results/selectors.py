@@ -569,9 +569,10 @@ def ocr_results(*, study: Study, model_ids: list[int], a: RatingArrays, criteria
     )
     checked = [r for r in rows if r[3] is not None and r[1] in model_ids]
     n_models = len(model_ids)
-    counts = {"n_images": len(rows), "n_checked": len(checked), "n_failed": sum(1 for r in rows if r[5])}
+    n_images, n_checked, n_failed = len(rows), len(checked), sum(1 for r in rows if r[5])
     if not checked:
-        return OcrResults(**counts, cells=(None,) * n_models, all_words=(None,) * n_models)
+        return OcrResults(n_images=n_images, n_checked=n_checked, n_failed=n_failed, cells=(None,) * n_models,
+                          all_words=(None,) * n_models)
     gen = np.array([r[0] for r in checked], dtype=np.int64)
     model = _index_of(np.array([r[1] for r in checked], dtype=np.int64), model_ids)
     _, prompt = _dense(np.array([r[2] for r in checked], dtype=np.int64))
@@ -580,7 +581,8 @@ def ocr_results(*, study: Study, model_ids: list[int], a: RatingArrays, criteria
     table = stats.model_means(scores=accuracy, model=model, prompt=prompt, n_models=n_models,
                               n_prompts=int(prompt.max()) + 1, n_resamples=N_RESAMPLES, seed=18)
     return OcrResults(
-        **counts, cells=tuple(_within(_cell(table, i), low=0.0, high=100.0) for i in range(n_models)),
+        n_images=n_images, n_checked=n_checked, n_failed=n_failed,
+        cells=tuple(_within(_cell(table, i), low=0.0, high=100.0) for i in range(n_models)),
         all_words=tuple(_finite(words[model == i].mean()) if (model == i).any() else None for i in range(n_models)),
         correlation=_ocr_correlation(gen=gen, accuracy=accuracy, a=a, criteria=criteria),
     )

@@ -18,7 +18,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import F
 
-from generation.engine.demo_draw.scene import image_quality, painter_flaws, plan_image
+from generation.engine.demo_draw.scene import Flaws, image_quality, painter_flaws, plan_image
 
 from ..models import Assignment, AssignmentKind, Study, StudyItem, StudyStatus
 from ..selectors import PROMPT_ACCURACY_KEY, criteria_for_prompt
@@ -63,7 +63,7 @@ class _Truth:
         self.seed = seed
         self._quality: dict[tuple[str, str], float] = {}
         self._difficulty: dict[int, float] = {}
-        self._flaws: dict[int, object] = {}
+        self._flaws: dict[int, Flaws | None] = {}  # model id -> a demo painter's flaws, None for any other
 
     def quality(self, slug: str, key: str) -> float:
         if (slug, key) not in self._quality:
@@ -97,7 +97,9 @@ class _Truth:
 
     def scores(self, *, assignment: Assignment, rater: SimulatedRater, criteria) -> dict[tuple[int, int], int]:
         """Every image of the item on every criterion; in a pair the same latent values decide."""
-        images = [assignment.left] if assignment.kind == AssignmentKind.SINGLE else [assignment.left, assignment.right]
+        images = [assignment.left]
+        if assignment.kind == AssignmentKind.PAIR and assignment.right is not None:  # a pair has both (constraint)
+            images.append(assignment.right)
         out: dict[tuple[int, int], int] = {}
         for gen in images:
             for c in criteria:

@@ -208,7 +208,10 @@ def ratings_to_separation(*, panel: Panel, strategy: str, seed: int, n_prompts: 
     draw = draw_study(panel=panel, n_prompts=n_prompts, n_raters=n_raters, rng=rng)
     m_count = panel.n_models
     per_prompt = np.zeros((m_count, n_prompts), dtype=np.int64)
-    models, prompts, raters, scores = [], [], [], []
+    models: list[int] = []
+    prompts: list[int] = []
+    raters: list[int] = []
+    scores: list[int] = []
     n = np.zeros((m_count, 1))
     cell_n = np.zeros((m_count, 1, n_prompts))
     cell_s, cell_s2 = np.zeros_like(cell_n), np.zeros_like(cell_n)
@@ -219,22 +222,28 @@ def ratings_to_separation(*, panel: Panel, strategy: str, seed: int, n_prompts: 
             m = pyrng.choice([i for i in range(m_count) if n[i, 0] == fewest])
         else:
             priority = active.model_priority(active.state_from_prompt_sums(n=cell_n, total=cell_s, total_sq=cell_s2))
-            m = active.choose(priority=priority, candidate_models=[(i,) for i in range(m_count)],
-                              candidate_n=[int(n[i, 0]) for i in range(m_count)], rng=pyrng)
+            chosen = active.choose(priority=priority, candidate_models=[(i,) for i in range(m_count)],
+                                   candidate_n=[int(n[i, 0]) for i in range(m_count)], rng=pyrng)
+            assert chosen is not None  # every model is a candidate
+            m = chosen
         row = per_prompt[m]
         p = int(pyrng.choice(np.flatnonzero(row == row.min()).tolist()))
         r = int(rng.integers(0, n_raters))
         y = int(score(panel=panel, draw=draw, model=np.array([m]), prompt=np.array([p]), rater=np.array([r]),
                       noise=rng.normal(0, panel.noise_sd, 1))[0])
         per_prompt[m, p] += 1
-        models.append(m), prompts.append(p), raters.append(r), scores.append(y)
+        models.append(m)
+        prompts.append(p)
+        raters.append(r)
+        scores.append(y)
         n[m, 0] += 1
         cell_n[m, 0, p] += 1
         cell_s[m, 0, p] += y
         cell_s2[m, 0, p] += y * y
         if len(scores) % check_every == 0 and n.min() >= 5:
-            tab = stats.model_means(scores=scores, model=models, prompt=prompts, rater=raters, n_models=m_count,
-                                    n_prompts=n_prompts, n_resamples=400, seed=seed)
+            tab = stats.model_means(scores=scores, model=np.asarray(models), prompt=np.asarray(prompts),
+                                    rater=np.asarray(raters), n_models=m_count, n_prompts=n_prompts,
+                                    n_resamples=400, seed=seed)
             if _separated(tab):
                 return len(scores)
     return max_ratings

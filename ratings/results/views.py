@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
@@ -91,7 +92,7 @@ def _verdicts(*, board: Board, order: list[int]) -> list[dict]:
         shown = [i for i in order if cells[i].mean is not None]
         matrix = []
         for i in shown:
-            row = []
+            row: list[dict[str, object]] = []
             for j in shown:
                 if i == j:
                     row.append({"self": True})
@@ -209,7 +210,7 @@ def leaderboard_refresh(request: HttpRequest, study_id: int) -> HttpResponse:
 
 @staff_permission_required(PERM_VIEW_RESULTS)
 @require_GET
-def leaderboard_csv(request: HttpRequest, study_id: int) -> HttpResponse:
+def leaderboard_csv(request: HttpRequest, study_id: int) -> HttpResponseBase:
     """The board of the latest snapshot (or ?snapshot=ID) as CSV; 503 until the first one exists."""
     study = get_object_or_404(Study, pk=study_id)
     view = _snapshot_for(request, study, for_staff=True)
@@ -222,7 +223,7 @@ def leaderboard_csv(request: HttpRequest, study_id: int) -> HttpResponse:
 
 @staff_permission_required(PERM_VIEW_RESULTS)
 @require_GET
-def differences_csv(request: HttpRequest, study_id: int) -> HttpResponse:
+def differences_csv(request: HttpRequest, study_id: int) -> HttpResponseBase:
     """Every pair of models per criterion: difference, 95% interval, verdict (as ``leaderboard --format differences``)."""
     study = get_object_or_404(Study, pk=study_id)
     view = _snapshot_for(request, study, for_staff=True)

@@ -11,6 +11,7 @@ moment, is written once; a unique constraint on (assignment, image, criterion) b
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -62,12 +63,11 @@ class History:
     seen: set[int]
     last_prompt: int | None
     answered: int
-    open_id: int | None
-    open_expires: datetime | None
+    open_item: tuple[int, datetime] | None  # (id, expires at) of the item they have open
 
 
 def _history(*, panelist: Panelist) -> History:
-    history = History(set(), None, 0, None, None)
+    history = History(set(), None, 0, None)
     rows = Assignment.objects.filter(panelist=panelist).order_by("-id").values_list(
         "id", "left_id", "right_id", "shown_prompt_id", "status", "expires_at"
     )
@@ -79,8 +79,8 @@ def _history(*, panelist: Panelist) -> History:
             history.seen.add(right)
         if status in (AssignmentStatus.DONE, AssignmentStatus.SKIPPED):
             history.answered += 1
-        elif status == AssignmentStatus.OPEN and history.open_id is None:
-            history.open_id, history.open_expires = pk, expires
+        elif status == AssignmentStatus.OPEN and history.open_item is None:
+            history.open_item = (pk, expires)
     return history
 
 
@@ -125,7 +125,7 @@ def _pick_balanced(*, study: Study, seen: set[int], last_prompt: int | None) -> 
        with a free item at that count gives it (SKIP LOCKED: busy rows go to other requests);
     3. if racing requests took those, the first free item in (count, shuffle) order.
     """
-    where = {"study": study, "seen": seen, "last_prompt": last_prompt}
+    where: item_sql.FreeWhere = {"study": study, "seen": seen, "last_prompt": last_prompt}
     level = item_sql.free_level(**where)
     if level is None:
         return None
@@ -150,7 +150,7 @@ def _pick_balanced(*, study: Study, seen: set[int], last_prompt: int | None) -> 
 
 def _pick_active(*, study: Study, panelist: Panelist, seen: set[int], last_prompt: int | None) -> StudyItem | None:
     """Let the active strategy choose among the free items, then lock its choice (if still free)."""
-    where = {"study": study, "seen": seen, "last_prompt": last_prompt}
+    where: item_sql.FreeWhere = {"study": study, "seen": seen, "last_prompt": last_prompt}
     rows = item_sql.free_candidates(**where, limit=ACTIVE_POOL)
     if not rows:
         return None
@@ -158,7 +158,8 @@ def _pick_active(*, study: Study, panelist: Panelist, seen: set[int], last_promp
     candidates = []
     for r in rows:
         gens = (r.first_id,) if r.second_id is None else (r.first_id, r.second_id)
-        models = (r.first_model_id,) if r.second_id is None else (r.first_model_id, r.second_model_id)
+        # second_model_id is None exactly when second_id is (the LEFT JOIN of a non-null key)
+        models = (r.first_model_id,) if r.second_model_id is None else (r.first_model_id, r.second_model_id)
         by_key[(r.kind, gens)] = r.id
         candidates.append(ItemCandidate(kind=r.kind, generation_ids=gens, model_ids=models,
                                         prompt_id=r.prompt_id, n_ratings=r.n_done))
@@ -219,15 +220,16 @@ def _expiry_due(*, study: Study, now: datetime) -> bool:
 def _take(*, panelist: Panelist, now: datetime) -> Assignment | None:
     study = panelist.study
     history = _history(panelist=panelist)
-    if history.open_id is not None:
-        if history.open_expires > now:
-            return Assignment.objects.select_related("left", "right", "shown_prompt").get(pk=history.open_id)
+    if history.open_item is not None:
+        open_id, open_expires = history.open_item
+        if open_expires > now:
+            return Assignment.objects.select_related("left", "right", "shown_prompt").get(pk=open_id)
         # Their own item timed out: expire it here, waiting for its lock if another request holds
         # it (a new open assignment must not meet the old one in the one-open constraint).
-        rows = list(for_update(Assignment.objects.filter(pk=history.open_id, status=AssignmentStatus.OPEN))
+        rows = list(for_update(Assignment.objects.filter(pk=open_id, status=AssignmentStatus.OPEN))
                     .values_list("id", "item_id"))
         if rows:
-            Assignment.objects.filter(pk=history.open_id).update(status=AssignmentStatus.EXPIRED)
+            Assignment.objects.filter(pk=open_id).update(status=AssignmentStatus.EXPIRED)
             release_items([rows[0][1]])
     elif _expiry_due(study=study, now=now):
         assignments_expire(study=study, now=now)
@@ -250,19 +252,16 @@ def _take(*, panelist: Panelist, now: datetime) -> Assignment | None:
             seen.add(gold.left_id)
             return gold
     StudyItem.objects.filter(pk=item.pk).update(n_assigned=F("n_assigned") + 1)
-    left, right = item.first_id, item.second_id
-    if item.kind == AssignmentKind.PAIR and _rng.random() < 0.5:
+    # item_sql loaded the images' public ids and the prompt with the lock: they are handed on for display
+    left, right = item.first, item.second
+    if item.kind == AssignmentKind.PAIR and right is not None and _rng.random() < 0.5:
         left, right = right, left
-    seen.update(g for g in (left, right) if g is not None)
+    seen.update(g.pk for g in (left, right) if g is not None)
     assignment = Assignment.objects.create(
-        study=study, panelist=panelist, item=item, kind=item.kind, left_id=left, right_id=right,
-        shown_prompt_id=item.prompt_id, expires_at=expires,
+        study=study, panelist=panelist, item=item, kind=item.kind, left_id=left.pk,
+        right_id=None if right is None else right.pk, shown_prompt_id=item.prompt_id, expires_at=expires,
     )
-    # item_sql loaded the images' public ids and the prompt with the lock: hand them on for display
-    gens = {item.first_id: item.first, item.second_id: item.second}
-    assignment.left, assignment.shown_prompt = gens[left], item.prompt
-    if right is not None:
-        assignment.right = gens[right]
+    assignment.left, assignment.right, assignment.shown_prompt = left, right, item.prompt
     return assignment
 
 
@@ -290,11 +289,15 @@ def assignment_next(*, panelist: Panelist, now: datetime | None = None) -> Assig
         return assignment
 
 
+def _image_sides(assignment: Assignment) -> dict[str, int]:
+    """Side -> image id of an assignment (a pair always has its right image: a check constraint says so)."""
+    if assignment.kind == AssignmentKind.SINGLE or assignment.right_id is None:
+        return {Side.SINGLE: assignment.left_id}
+    return {Side.LEFT: assignment.left_id, Side.RIGHT: assignment.right_id}
+
+
 def _expected_cells(*, assignment: Assignment, criteria: list[Criterion]) -> dict[tuple[int, int], str]:
-    sides = [(assignment.left_id, Side.SINGLE)] if assignment.kind == AssignmentKind.SINGLE else [
-        (assignment.left_id, Side.LEFT), (assignment.right_id, Side.RIGHT)
-    ]
-    return {(gen_id, c.pk): side for gen_id, side in sides for c in criteria}
+    return {(gen_id, c.pk): side for side, gen_id in _image_sides(assignment).items() for c in criteria}
 
 
 def _validate_scores(*, scores: dict, expected: dict[tuple[int, int], str], study: Study,
@@ -353,7 +356,7 @@ def assignment_submit_sides(
     *,
     assignment_id: int,
     panelist: Panelist,
-    answers: dict[tuple[str, str], object],
+    answers: Mapping[tuple[str, str], object],
     client_elapsed_ms: int | None = None,
     now: datetime | None = None,
 ) -> list[Rating]:
@@ -371,12 +374,11 @@ def assignment_submit_sides(
 
 
 def _side_scores(*, assignment: Assignment, study: Study,
-                 answers: dict[tuple[str, str], object]) -> dict[tuple[int, int], object]:
+                 answers: Mapping[tuple[str, str], object]) -> dict[tuple[int, int], object]:
     """(side, criterion key) -> value becomes (image id, criterion id) -> value, for this assignment."""
-    sides = {Side.SINGLE: assignment.left_id} if assignment.kind == AssignmentKind.SINGLE else {
-        Side.LEFT: assignment.left_id, Side.RIGHT: assignment.right_id}
+    sides = _image_sides(assignment)
     by_key = {c.key: c for c in study_criteria(study=study)}
-    out = {}
+    out: dict[tuple[int, int], object] = {}
     for (side, key), value in answers.items():
         if side not in sides:
             raise NotAssigned("That image is not part of this item.")
@@ -391,7 +393,7 @@ def assignment_change_sides(
     *,
     assignment_id: int,
     panelist: Panelist,
-    answers: dict[tuple[str, str], object],
+    answers: Mapping[tuple[str, str], object],
     now: datetime | None = None,
 ) -> list[Rating]:
     """Change one of the panelist's last answers ("previous"): the new scores replace the old,
@@ -451,12 +453,12 @@ def _submit_locked(*, assignment_id: int, panelist: Panelist, to_scores, client_
     panelist_check(panelist=panelist)
     study = panelist.study  # the assignment's study: a panelist belongs to one study
     with transaction.atomic():
-        assignment = list(
+        locked = list(
             for_update(Assignment.objects.filter(pk=assignment_id, panelist=panelist))
             .select_related("shown_prompt")
             .order_by()[:1]
         )
-        assignment = assignment[0] if assignment else None
+        assignment = locked[0] if locked else None
         if assignment is None:
             raise NotAssigned("This item is not assigned to you.")
         if assignment.status == AssignmentStatus.DONE:

@@ -9,7 +9,7 @@ databases except for the seen-list form and the lock clause (SQLite serialises w
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict
 
 from django.db import connection
 
@@ -24,6 +24,14 @@ PROMPT = Prompt._meta.db_table
 PROMPT_FIELDS = ("text", "expected_text", "language", "category")
 _ITEM_COLS = ("id", "kind", "first_id", "second_id", "prompt_id", "model_pair", "target", "n_assigned", "n_done",
               "shuffle")
+
+
+class FreeWhere(TypedDict):
+    """The arguments of ``_free_where``, as callers pass them on to several queries."""
+
+    study: Study
+    seen: set[int]
+    last_prompt: int | None
 
 
 def _free_where(*, study: Study, seen: set[int], last_prompt: int | None) -> tuple[list[str], list]:

@@ -24,7 +24,8 @@ class Command(BaseCommand):
         if obj is None:
             raise CommandError(f"No study with id {study}.")
         if out == "-":
-            ratings_csv_write(study=obj, out=self.stdout._out, bom=bom)
+            self.stdout.ending = ""  # the CSV writer ends its own lines (CRLF); the BOM must not get one
+            ratings_csv_write(study=obj, out=self.stdout, bom=bom)
             return
         try:
             n = ratings_csv_export(study=obj, path=Path(out), bom=bom)
