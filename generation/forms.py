@@ -1,4 +1,9 @@
+from __future__ import annotations
+
+from typing import Any
+
 from django import forms
+from django.db.models import QuerySet
 
 from generation.models import Backend, ImageFormat, ImageModel
 from prompts.models import PromptSuite
@@ -59,6 +64,13 @@ class SweepForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["categories"].choices = prompt_category_choices()
+
+    def offered(self, name: str) -> QuerySet[Any]:
+        """The rows a model choice field of this form offers (the form's own copy of its queryset)."""
+        field = self.fields[name]
+        if not isinstance(field, forms.ModelChoiceField) or field.queryset is None:
+            raise TypeError(f"{name} is not a model choice field with a queryset")
+        return field.queryset
 
 
 class MultipleFileInput(forms.ClearableFileInput):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Mapping
 from typing import Any
 
 from django.db.models import Avg, Count, Max, Min, Q
@@ -121,8 +123,6 @@ def sweep_has_images(*, sweep: Sweep) -> bool:
 def image_model_seconds_per_image(*, image_models: list[ImageModel]) -> dict[int, float]:
     """Median measured render seconds per image of each model, over its rendered images (imported figures
     are not ours and never count)."""
-    import statistics
-
     seconds: dict[int, list[float]] = {}
     rows = (
         Generation.objects.filter(model__in=image_models, status=GenerationStatus.DONE, origin=Origin.RENDERED,
@@ -130,7 +130,8 @@ def image_model_seconds_per_image(*, image_models: list[ImageModel]) -> dict[int
         .order_by("-finished_at").values_list("model_id", "seconds")[:20000]
     )
     for model_id, sec in rows:
-        seconds.setdefault(model_id, []).append(sec)
+        if sec is not None:  # filtered above; the column is nullable
+            seconds.setdefault(model_id, []).append(sec)
     return {model_id: statistics.median(values) for model_id, values in seconds.items()}
 
 
@@ -157,7 +158,7 @@ def sweep_estimate(
     }
 
 
-def sweep_errors(*, sweep: Sweep, limit: int = 20) -> list[dict[str, Any]]:
+def sweep_errors(*, sweep: Sweep, limit: int = 20) -> list[Mapping[str, object]]:
     """The distinct errors of failed images, most frequent first, for the staff page."""
     return list(
         Generation.objects.filter(sweep=sweep, status=GenerationStatus.FAILED)

@@ -127,7 +127,7 @@ def fallback_errors(*, model: ImageModel) -> list[str]:
         return ["A model cannot be its own fallback."]
     seen = {model.pk} if model.pk is not None else set()
     chain = [model.slug or "this model"]
-    current = fallback
+    current: ImageModel | None = fallback
     while current is not None:
         chain.append(current.slug)
         if current.pk in seen:

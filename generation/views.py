@@ -35,7 +35,7 @@ see_sweeps = staff_permission_required(PERM_RUN_SWEEP, PERM_MANAGE_STUDY)  # wat
 
 
 def _model_rows(form: SweepForm) -> list[dict]:
-    models = list(form.fields["image_models"].queryset)
+    models = list(form.offered("image_models"))
     capabilities = selectors.worker_capabilities(image_models=models)
     by_pk = {m.pk: m for m in models}
     rows = []
@@ -85,9 +85,9 @@ def sweep_new(request):
 def _preview(form: SweepForm) -> dict:
     """Images, canvas and estimated time of the sweep the form describes (for whatever is valid so far)."""
     data = form.data
-    suite = form.fields["suite"].queryset.filter(pk=data.get("suite") or None).first() if data.get("suite") else None
+    suite = form.offered("suite").filter(pk=data.get("suite") or None).first() if data.get("suite") else None
     ids = [v for v in data.getlist("image_models") if str(v).isdigit()] if hasattr(data, "getlist") else []
-    models = list(form.fields["image_models"].queryset.filter(pk__in=ids))
+    models = list(form.offered("image_models").filter(pk__in=ids))
     seeds = _int(data.get("seeds"), 1)
     sample = _int(data.get("sample"), None)
     categories = data.getlist("categories") if hasattr(data, "getlist") else []
@@ -219,11 +219,12 @@ def _file_response(storage, name: str, content_type: str) -> FileResponse:
 def staff_image(request, public_id: str):
     """The stored (normalised) image for staff; the admin links here (/media/ is not served)."""
     generation = get_object_or_404(Generation, public_id=public_id)
-    if not generation.image or not generation.image.storage.exists(generation.image.name):
+    name = generation.image.name
+    if not name or not generation.image.storage.exists(name):
         raise Http404("this image has no file (not rendered, or failed)")
-    ext = generation.image.name.rsplit(".", 1)[-1].lower()
+    ext = name.rsplit(".", 1)[-1].lower()
     content_type = CONTENT_TYPES.get("jpeg" if ext == "jpg" else ext, "application/octet-stream")
-    return _file_response(generation.image.storage, generation.image.name, content_type)
+    return _file_response(generation.image.storage, name, content_type)
 
 
 @see_sweeps

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 import torch
 
+_SHIMS: set[object] = set()  # the functions put in place here (a second install leaves them alone)
+
 
 def _torchvision_transforms() -> str | None:
     """image_processor.py imports torchvision.transforms for Compose/ToTensor/Normalize (the VAE
@@ -53,8 +55,8 @@ def _torchvision_transforms() -> str | None:
 
     package = types.ModuleType("torchvision")
     transforms = types.ModuleType("torchvision.transforms")
-    transforms.Compose, transforms.ToTensor, transforms.Normalize = Compose, ToTensor, Normalize
-    package.transforms = transforms
+    vars(transforms).update(Compose=Compose, ToTensor=ToTensor, Normalize=Normalize)
+    vars(package)["transforms"] = transforms
     package.__path__ = []  # a package, so "from torchvision import transforms" works
     package.__spec__ = importlib.machinery.ModuleSpec("torchvision", None, is_package=True)
     transforms.__spec__ = importlib.machinery.ModuleSpec("torchvision.transforms", None)
@@ -97,7 +99,7 @@ def _static_layer_one_argument() -> str | None:
 
     layer = getattr(cache_utils, "StaticLayer", None)
     original = getattr(layer, "lazy_initialization", None)
-    if original is None or getattr(original, "_evalsite_shim", False):
+    if layer is None or original is None or original in _SHIMS:
         return None
     if "value_states" not in inspect.signature(original).parameters:
         return None
@@ -105,7 +107,7 @@ def _static_layer_one_argument() -> str | None:
     def lazy_initialization(self, key_states, value_states=None):
         return original(self, key_states, key_states if value_states is None else value_states)
 
-    lazy_initialization._evalsite_shim = True
+    _SHIMS.add(lazy_initialization)
     layer.lazy_initialization = lazy_initialization
     return "transformers.cache_utils.StaticLayer.lazy_initialization: value_states optional (4.56 call)"
 

@@ -12,6 +12,7 @@ Policy (blindness is a security property, DESIGN.md):
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from PIL import Image, ImageOps
 
@@ -21,7 +22,7 @@ CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 # Fixed encoder settings; never derived from the input image.
-_ENCODER = {
+_ENCODER: dict[str, dict[str, Any]] = {
     "png": {"format": "PNG", "optimize": False, "compress_level": 6},
     "jpeg": {"format": "JPEG", "quality": 95, "subsampling": 2, "optimize": False, "progressive": False},
     "webp": {"format": "WEBP", "quality": 95, "method": 4, "lossless": False, "exact": False},

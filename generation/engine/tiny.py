@@ -260,6 +260,8 @@ def _hunyuan(path: Path) -> None:
     modules = {}
     for name in ("configuration_tiny_hunyuan", "modeling_tiny_hunyuan"):
         spec = importlib.util.spec_from_file_location(name, path / f"{name}.py")
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import {path / name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)

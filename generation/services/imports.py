@@ -11,6 +11,7 @@ tell imported images from rendered ones. Figures from the manifest are kept as *
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import logging
@@ -103,7 +104,7 @@ def bundle_from_zip(*, file: IO[bytes] | Path, label: str) -> Bundle:
         if info.is_dir() or PurePosixPath(info.filename).name.startswith(".") or "__MACOSX" in info.filename:
             continue
         unpacked += info.file_size
-        bundle.files[info.filename.replace("\\", "/")] = (lambda i=info: archive.read(i))
+        bundle.files[info.filename.replace("\\", "/")] = functools.partial(archive.read, info)
     if unpacked > settings.IMAGE_IMPORT_MAX_UNPACKED_BYTES:
         bundle.problems.append(f"{label}: the zip unpacks to {unpacked:,} bytes, over the limit of "
                                f"{settings.IMAGE_IMPORT_MAX_UNPACKED_BYTES:,} bytes")
@@ -150,6 +151,14 @@ def bundle_from_path(*, path: Path) -> Bundle:
     return Bundle(label=str(path), problems=[f"{path}: no such folder or zip file"])
 
 
+def _reader(upload: IO[bytes]) -> Callable[[], bytes]:
+    """The whole of an uploaded file, read again from its start at each call."""
+    def read() -> bytes:
+        upload.seek(0)
+        return upload.read()
+    return read
+
+
 def bundle_from_uploads(*, files: list[Any], label: str = "upload") -> Bundle:
     """The files of an upload form: one zip, or the images of a folder (and maybe its manifest)."""
     if len(files) == 1 and files[0].name.lower().endswith(".zip"):
@@ -166,7 +175,7 @@ def bundle_from_uploads(*, files: list[Any], label: str = "upload") -> Bundle:
         if why:
             bundle.problems.append(f"{label}: file {name!r} {why}")
             continue
-        bundle.files[name] = (lambda f=f: (f.seek(0), f.read())[1])
+        bundle.files[name] = _reader(f)
     _take_manifest(bundle)
     return bundle
 
@@ -267,7 +276,7 @@ def _manifest_rows(*, bundle: Bundle, sweep: Sweep, lookup: dict[str, Prompt], i
         seed = _seed(record.get("seed") or "", sweep=sweep, where=where, problems=problems)
         seconds = _number(record.get("seconds") or "", what="seconds", where=where, problems=problems)
         cost = _number(record.get("cost") or "", what="cost", where=where, problems=problems)
-        if ok and seed is not None:
+        if ok and prompt is not None and seed is not None:  # ok is False without a prompt
             rows.append(_Row(line=line, prompt=prompt, seed=seed, file=file_name, seconds=seconds, cost=cost))
     return rows
 
@@ -455,7 +464,7 @@ def _write(*, sweep, model, model_name, bundle, rows, native, normalize) -> dict
                 )
                 ext = EXTENSIONS[sweep.image_format]
                 generation.image.save(f"image.{ext}", ContentFile(data), save=False)
-                saved.append(generation.image.name)
+                saved.append(generation.image.name or "")
                 _ocr(generation=generation, data=data)
                 generation.save()
                 saved.append(generation_thumbnail(generation=generation) or "")

@@ -58,10 +58,9 @@ def watchdog_limit(*, seconds: Sequence[float], slug: str) -> tuple[float, str]:
 
 def model_seconds_measured(*, model: ImageModel) -> list[float]:
     """Seconds per image of the model's latest rendered images (pipeline call only)."""
-    return list(
-        Generation.objects.filter(model=model, status=GenerationStatus.DONE, seconds__isnull=False)
-        .order_by("-finished_at").values_list("seconds", flat=True)[:MEASURED_IMAGES]
-    )
+    rows = (Generation.objects.filter(model=model, status=GenerationStatus.DONE, seconds__isnull=False)
+            .order_by("-finished_at").values_list("seconds", flat=True)[:MEASURED_IMAGES])
+    return [s for s in rows if s is not None]  # filtered above; the column is nullable
 
 
 @dataclass(frozen=True)
@@ -181,12 +180,15 @@ def watchdog_fire(*, overdue: Overdue, state: Liveness, worker: str) -> None:
     error = overdue.message(slug=state.slug)
     logger.error("%s (image %s, %.0f s)", error, overdue.generation_id, overdue.elapsed)
     held = Generation.objects.filter(pk__in=state.generation_ids, status=GenerationStatus.RUNNING, worker=worker)
-    failing = held if overdue.what == "load" else held.filter(pk=overdue.generation_id)
+    if overdue.what == "load":
+        failing = held
+    else:  # an image overdue names its image
+        failing = held.filter(pk=overdue.generation_id) if overdue.generation_id is not None else held.none()
     failing.update(status=GenerationStatus.FAILED, error=error[:4000], finished_at=timezone.now(), heartbeat_at=None)
     released = list(held.values_list("pk", flat=True))
     if released:
         held.update(status=GenerationStatus.PENDING, worker="", heartbeat_at=None, started_at=None)
-    sweep = Sweep.objects.filter(pk=state.sweep_id).first()
+    sweep = Sweep.objects.filter(pk=state.sweep_id).first() if state.sweep_id is not None else None
     if sweep is not None:
         if released:
             sweep_enqueue(sweep=sweep, generation_ids=released)

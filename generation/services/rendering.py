@@ -264,7 +264,7 @@ def _environment_get(engine: Engine) -> dict[str, Any]:
 
 
 def _snapshot(*, spec: ModelSpec, sweep: Sweep, environment: dict[str, Any], fallback_for: str = "") -> dict:
-    snapshot = {
+    snapshot: dict[str, Any] = {
         "spec": spec.snapshot(),
         "environment": environment,
         "canvas": {"width": sweep.canvas_width, "height": sweep.canvas_height, "format": sweep.image_format},

@@ -21,20 +21,21 @@ def thumbnail_name(*, generation: Generation) -> str:
 
 def generation_thumbnail(*, generation: Generation) -> str | None:
     """The storage name of the image's thumbnail, made now if it is not there yet (None: no image)."""
-    if not generation.image:
+    source = generation.image.name
+    if not source:
         return None
     storage = generation.image.storage
     name = thumbnail_name(generation=generation)
     if storage.exists(name):
         return name
-    if not storage.exists(generation.image.name):
+    if not storage.exists(source):
         return None  # the row names a file the storage lost: nothing to show
     from PIL import Image
 
     with generation.image.open("rb") as handle:
-        image = Image.open(handle)
-        image.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        image = image.convert("RGB")
+        opened = Image.open(handle)
+        opened.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        image = opened.convert("RGB")
         image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)

@@ -7,6 +7,7 @@ worker busy rendering still answers within one heartbeat period.
 from __future__ import annotations
 
 import logging
+from typing import TypedDict
 
 from django.conf import settings
 from django.db.models import F, Q
@@ -17,6 +18,13 @@ from generation.models import Backend, ImageModel, WorkerReport
 logger = logging.getLogger(__name__)
 
 
+class Capability(TypedDict):
+    """One model on one worker, as WorkerReport.capabilities stores it by slug."""
+
+    loadable: bool
+    reason: str  # what was found either way
+
+
 def worker_report_capabilities(*, worker: str, machine=None) -> WorkerReport:
     """Check every enabled, renderable model on this worker and store the answers."""
     from generation.engine.capability import machine_describe, model_loadable
@@ -24,7 +32,7 @@ def worker_report_capabilities(*, worker: str, machine=None) -> WorkerReport:
     if machine is None:
         budget = settings.GPU_VRAM_BUDGET_GB
         machine = machine_describe(vram_budget_bytes=int(budget * 2**30) if budget else None)
-    capabilities = {}
+    capabilities: dict[str, Capability] = {}
     for model in ImageModel.objects.filter(enabled=True).exclude(backend=Backend.IMPORTED):
         loadable, reason = model_loadable(
             source=model.source, backend=model.backend, machine=machine, revision=model.revision,

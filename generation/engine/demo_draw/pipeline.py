@@ -77,7 +77,7 @@ class DemoPainter(ModelMixin, ConfigMixin):
         return Image.fromarray(out, "RGB")
 
 
-def _font(size: int, *, cjk: bool) -> ImageFont.ImageFont:
+def _font(size: int, *, cjk: bool) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     for path in (CJK_FONT_FILES if cjk else FONT_FILES):
         if Path(path).is_file():
             return ImageFont.truetype(path, size)

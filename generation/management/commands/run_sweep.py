@@ -50,7 +50,7 @@ class Command(BaseCommand):
         from tqdm import tqdm
 
         started = time.monotonic()
-        bars = {}
+        bars: dict[int, tqdm] = {}
         try:
             while True:
                 sweep_reconcile(sweep=sweep)
