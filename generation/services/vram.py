@@ -26,7 +26,7 @@ from .liveness import worker_liveness
 from .rendering import engine_models_release, image_model_spec, worker_memory_cap_bytes, worker_name
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
     from generation.engine import Engine
 
@@ -75,7 +75,7 @@ def vram_settings_check(*, names: Sequence[str]) -> list[str]:
 
 def vram_profile_create(*, image_model: ImageModel, cards: Sequence[float] = CARD_CLASSES_GB,
                         setting_names: Sequence[str] = (), verify: bool = True,
-                        requested_by: AbstractBaseUser | None = None) -> VramProfile:
+                        requested_by: User | None = None) -> VramProfile:
     """The queued row of a profile (checked: card classes, setting names, a model a worker renders)."""
     if image_model.backend == Backend.IMPORTED:
         raise VramProfileInvalid(f"{image_model.name} is imported (its images were made elsewhere): "
@@ -88,7 +88,7 @@ def vram_profile_create(*, image_model: ImageModel, cards: Sequence[float] = CAR
 
 
 def vram_profile_request(*, image_model: ImageModel, cards: Sequence[float] = CARD_CLASSES_GB,
-                         requested_by: AbstractBaseUser | None = None, setting_names: Sequence[str] = (),
+                         requested_by: User | None = None, setting_names: Sequence[str] = (),
                          verify: bool = True) -> VramProfile:
     """Queue a profile for a GPU worker (the task is sent after commit, on the ``gpu`` queue)."""
     # Not at the top: generation.tasks imports the services (a task only calls a service).

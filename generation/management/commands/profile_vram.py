@@ -40,7 +40,8 @@ class Command(BaseCommand):
                                  "cap (faster; the table marks the rows predicted).")
         parser.add_argument("--json", dest="json_path", default="", help="Also write the raw report to this file.")
 
-    def handle(self, *args, model, cards, setting_names, no_verify, json_path, **options):
+    def handle(self, *args, model: str, cards: str, setting_names: str, no_verify: bool, json_path: str | None,
+               **options) -> None:
         image_model = ImageModel.objects.filter(slug=model).first()
         if image_model is None:
             known = ", ".join(ImageModel.objects.values_list("slug", flat=True)) or "none (run seed_models)"
@@ -63,7 +64,10 @@ class Command(BaseCommand):
                     self.stderr.write(f"{name}: " + (f"{result['seconds']:.2f} s/image, {result['peak_allocated_gib']:.2f} "
                                                      f"GiB peak allocated" if result.get("ok") else result.get("error", "failed")))
 
-        profile = vram_profile_run(profile_id=profile.pk, on_result=progress)
+        ran = vram_profile_run(profile_id=profile.pk, on_result=progress)
+        if ran is None:  # the row went away under it
+            raise CommandError(f"profile_vram: profile {profile.pk} was deleted while it ran")
+        profile = ran
         if profile.status != VramProfileStatus.DONE:
             error = profile.error or f"the profile ended {profile.status}"
             raise CommandError(error if error.startswith("profile_vram") else f"profile_vram: {error}")
