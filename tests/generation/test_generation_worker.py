@@ -252,6 +252,35 @@ def test_embedded_sqlite_and_filesystem_broker_render_through_a_worker_process(e
 
 
 @pytest.mark.slow
+def test_the_profile_button_s_task_reaches_a_real_worker_on_the_gpu_queue(embedded, tmp_path):
+    """A VRAM profile asked for (as the model page's button does) is run by a worker consuming only `gpu`; on this
+    CPU worker it ends failed with NoGPU's message, and the worker lives on (issue 14)."""
+    env, data = embedded
+    env = {**env, "EVALSITE_GPU_MEMORY_GIB": "6"}
+    _manage(env, "shell", "-c", (
+        "from generation.models import ImageModel\n"
+        "from generation.services import vram_profile_request\n"
+        "vram_profile_request(image_model=ImageModel.objects.get(slug='tiny-flux'), cards=[4, 8])\n"))
+    log = tmp_path / "worker.log"
+    worker = _start_worker(env=env, log=log)
+
+    def finished():
+        db = sqlite3.connect(data / "db.sqlite3", timeout=30)
+        row = db.execute("SELECT status, error, worker FROM generation_vramprofile").fetchone()
+        db.close()
+        return row if row and row[0] in ("done", "failed") else None
+
+    try:
+        status, error, by = _wait_for(finished, timeout=240, what="the worker to run the profile", log=log)
+        assert worker.poll() is None  # the worker is still consuming
+    finally:
+        _stop(worker)
+    assert (status, error) == ("failed", "profile_vram needs a CUDA GPU: this machine has none, so there is no VRAM "
+                                         "to profile")
+    assert by.split(":")[-1] == str(worker.pid)  # the worker process ran it (hostname:pid)
+
+
+@pytest.mark.slow
 def test_embedded_broker_recovers_a_sigkilled_worker(embedded, tmp_path):
     """The filesystem broker deletes a message when it is delivered, so a killed worker's chunk
     exists only in the database: reconcile alone must bring it back."""
