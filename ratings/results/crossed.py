@@ -227,7 +227,35 @@ def variance_components(d: Design, levels: dict[frozenset[str], Groups] | None =
     df_r = max(raters_eff - 1.0, 1.0)
     df = np.array([df_p, df_r, df_p * max(m_seen - 1, 1), df_r * max(m_seen - 1, 1),
                    max(d.n - m_seen * (prompts_eff + raters_eff), df_p * max(m_seen - 1, 1))])
+    variance, df = _effective_df(variance=variance, df=df, levels=levels, n=d.n)
     return Components(variance=variance, df=df, prompts_eff=prompts_eff, raters_eff=raters_eff)
+
+
+def _effective_df(*, variance: np.ndarray, df: np.ndarray, levels: dict[frozenset[str], Groups], n: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Degrees of freedom of each component's *estimate*. A component is seen through the spread of its
+    levels' means, each of which also carries the variation inside the level (the other components over
+    n̄ ratings, n̄ = Σ n_level² / N); the estimate is the difference of two mean squares, so by
+    Satterthwaite it has df × (σ_f² / (σ_f² + within / n̄))² degrees of freedom, fewer than its levels
+    when the levels hold few ratings (rater × model taste of three raters, each model's ratings spread
+    over them once: 8 → about 5). A factor whose every level holds one rating (prompt × model with each
+    image rated once) cannot be told from the residual: its variance joins the residual's (the contrasts'
+    variance is the same: both enter through the same weights)."""
+    variance, df = variance.copy(), df.copy()
+    residual = len(FACTORS) - 1
+    for f, keys in enumerate(_FACTOR_KEYS[:-1]):
+        if keys is not None and np.all(levels[frozenset(keys)].count == 1):
+            variance[residual] += variance[f]
+            variance[f] = 0.0
+    for f, keys in enumerate(_FACTOR_KEYS[:-1]):
+        if keys is None or variance[f] <= 0:
+            continue
+        count = levels[frozenset(keys)].count.astype(np.float64)
+        n_bar = float(np.sum(count**2)) / max(n, 1)
+        within = sum(variance[h] for h, kh in enumerate(_FACTOR_KEYS) if kh is None or not kh <= keys)
+        share = variance[f] / (variance[f] + within / n_bar)
+        df[f] = max(df[f] * share**2, 1.0)
+    return variance, df
 
 
 # --------------------------------------------------------------------------- estimators (weights)

@@ -62,7 +62,25 @@ def test_variance_components_recover_a_known_crossed_design():
     # one draw of 120 prompts and 12 raters: the sample variances of the drawn effects are the target
     sample = np.array([a_p.var(), b_r.var(), g.var(), c.var(), sd["e"] ** 2])
     assert np.allclose(comps.variance, sample, atol=0.12, rtol=0.35), (comps.variance, sample, truth)
-    assert comps.df[1] == pytest.approx(n_r - 1, rel=0.05) and comps.df[3] == pytest.approx((n_r - 1) * 3, rel=0.05)
+    # d.f. of each estimate: the levels' d.f. (raters: 11; taste: 11 × 3) times (σ² / (σ² + within / n̄))²,
+    # the share of a level mean's spread that is the component (Satterthwaite on the difference of mean squares)
+    v = comps.variance
+    n_bar_r, n_bar_rm = y.size / n_r, y.size / (n_r * n_m)
+    share_r = v[1] / (v[1] + (v[0] + v[2] + v[3] + v[4]) / n_bar_r)
+    share_rm = v[3] / (v[3] + (v[0] + v[2] + v[4]) / n_bar_rm)
+    assert comps.df[1] == pytest.approx((n_r - 1) * share_r**2, rel=0.05)
+    assert comps.df[3] == pytest.approx((n_r - 1) * 3 * share_rm**2, rel=0.05)
+    assert comps.df[3] < (n_r - 1) * 3 * 0.8  # 30 ratings per taste level: clearly fewer than 33
+
+
+def test_a_factor_with_one_rating_per_level_joins_the_residual():
+    """Each image rated once: prompt × model cannot be told from the residual (same weights in every
+    contrast), so its variance is counted as residual and never gets the few d.f. of a confounded split."""
+    rng = np.random.default_rng(3)
+    y, m, p, r = _balanced(n_prompts=80, n_raters=6, k=1, n_models=4, rng=rng,
+                           scores_of=lambda m, p, r: 0.5 * m + rng.normal(0, 0.7, (80, 4))[p, m] + rng.normal(0, 1, m.size))
+    comps = cr.variance_components(cr.design(scores=np.round(y), model=m, prompt=p, rater=r, n_models=4))
+    assert comps.variance[2] == 0.0 and comps.variance[4] > 0.7**2 + 0.5
 
 
 @pytest.mark.slow
