@@ -1,5 +1,6 @@
 """CSV exports: the raw ratings (one row per score, streamed with constant memory; RFC 4180, UTF-8,
-optional BOM) and the per-model leaderboard table of a ``Board``.
+optional BOM), the per-model leaderboard table of a ``Board``, its pairwise differences, and the whole
+board in long form (``leaderboard_full_rows``: leaderboard-full.csv).
 
 Kept apart from the statistics on purpose: exporting needs only Django and the csv module,
 so an export process does not load numpy/scipy (a board arrives already computed).
@@ -103,6 +104,101 @@ def differences_rows(*, board: Board) -> tuple[list[str], list[list]]:
                              _r(d.ci_low, 3), _r(d.ci_high, 3), d.verdict if d.verdict in ("a", "b") else "unclear",
                              _r(d.plain_difference, 3), board.estimand])
     return DIFFERENCES_HEADER, rows
+
+
+FULL_HEADER = [
+    "section", "estimand", "criterion", "category", "model", "model_slug", "model_b", "model_b_slug",
+    "mean", "strength", "difference", "ci_low", "ci_high", "normalized_mean", "normalized_ci_low",
+    "normalized_ci_high", "rank", "n", "n_prompts", "n_raters", "too_few", "win_rate", "games",
+    "plain_difference", "plain_ci_low", "plain_ci_high", "verdict", "alpha",
+]
+FULL_SECTIONS = ("overall", "category", "pairs", "win_rates", "differences", "agreement", "ocr")
+
+
+def leaderboard_full_rows(*, board: Board, estimand: str | None = None) -> tuple[list[str], list[list]]:
+    """Everything the board holds, in long ("tidy") form: one header, one row per observation, a ``section``
+    column saying what the row is (the columns a section does not use are empty):
+
+    - ``overall``: per criterion and model, the mean with its 95% interval (``ci_low``/``ci_high``), the
+      rater-normalized mean with its interval, rank, n, prompts, raters, ``too_few``;
+    - ``category``: the same per prompt category, criterion and model (cells with ratings only);
+    - ``pairs``: Bradley–Terry strength per criterion and model, its interval, rank, n = the model's pairs;
+    - ``win_rates``: per criterion, ``model`` against ``model_b``: the share of their pairs ``model`` won, games;
+    - ``differences``: per criterion and pair, ``model`` − ``model_b`` (rater-adjusted) with its interval, the
+      verdict (``a`` = ``model`` credibly better, ``b`` = ``model_b``, ``unclear``, ``too few``) and the plain
+      difference of means with its interval;
+    - ``agreement``: Krippendorff's alpha per criterion (n = ratings);
+    - ``ocr``: automatic text accuracy per model in % (``mean``, interval, n = images).
+
+    ``estimand`` picks the board's scores and differences (default: the study's own); each row names the
+    estimand its interval is about (category cells are computed under the study's estimand only). Models
+    follow the board's order, as in ``leaderboard.csv``; numbers are rounded as there.
+    """
+    shown = board.for_estimand(estimand) if estimand else board
+    col = {name: i for i, name in enumerate(FULL_HEADER)}
+    order = shown.order()
+    models = shown.models
+    rows: list[list] = []
+
+    def row(section: str, **values) -> None:
+        out: list = [""] * len(FULL_HEADER)
+        out[0] = section
+        for name, value in values.items():
+            out[col[name]] = "" if value is None else value
+        rows.append(out)
+
+    def who(i: int, j: int | None = None) -> dict:
+        names = {"model": models[i].name, "model_slug": models[i].slug}
+        if j is not None:
+            names.update(model_b=models[j].name, model_b_slug=models[j].slug)
+        return names
+
+    def score(cell) -> dict:
+        return {"mean": _r(cell.mean, 3), "ci_low": _r(cell.ci_low, 3), "ci_high": _r(cell.ci_high, 3),
+                "normalized_mean": _r(cell.norm_mean, 3), "normalized_ci_low": _r(cell.norm_ci_low, 3),
+                "normalized_ci_high": _r(cell.norm_ci_high, 3), "rank": cell.rank, "n": cell.n,
+                "n_prompts": cell.n_prompts, "n_raters": cell.n_raters, "too_few": int(cell.too_few)}
+
+    for c in shown.criteria:
+        for i in order:
+            row("overall", estimand=shown.estimand, criterion=c.key, **who(i), **score(shown.scores[c.key][i]))
+    for cat, per_criterion in sorted(shown.by_category.items()):
+        for c in shown.criteria:
+            cells = per_criterion.get(c.key, ())
+            for i in order:
+                if i < len(cells) and cells[i].n:
+                    row("category", estimand=board.estimand, criterion=c.key, category=cat, **who(i),
+                        **score(cells[i]))
+    for c in shown.criteria:
+        p = shown.pairs.by_criterion.get(c.key)
+        if p is None:
+            continue
+        for i in order:
+            row("pairs", criterion=c.key, **who(i), strength=_r(p.strength[i], 3), ci_low=_r(p.ci_low[i], 3),
+                ci_high=_r(p.ci_high[i], 3), rank=p.rank[i], n=p.n_pairs[i])
+        for i in order:
+            for j in order:
+                if i != j and p.games[i][j]:
+                    row("win_rates", criterion=c.key, **who(i, j), win_rate=_r(p.win_rate[i][j], 3),
+                        games=p.games[i][j])
+    for c in shown.criteria:
+        for x, i in enumerate(order):
+            for j in order[x + 1:]:
+                d = shown.difference(c.key, i, j)
+                row("differences", estimand=shown.estimand, criterion=c.key, **who(i, j),
+                    difference=_r(d.difference, 3), ci_low=_r(d.ci_low, 3), ci_high=_r(d.ci_high, 3),
+                    verdict=d.verdict, plain_difference=_r(d.plain_difference, 3),
+                    plain_ci_low=_r(d.plain_ci_low, 3), plain_ci_high=_r(d.plain_ci_high, 3))
+    for c in shown.criteria:
+        agreement = shown.agreement.get(c.key)
+        if agreement is not None:
+            row("agreement", criterion=c.key, alpha=_r(agreement.alpha, 3), n=agreement.n_ratings)
+    for i in order:
+        ocr = shown.ocr.cell(i)
+        if ocr is not None and ocr.n:
+            row("ocr", **who(i), mean=_r(ocr.mean, 2), ci_low=_r(ocr.ci_low, 2), ci_high=_r(ocr.ci_high, 2),
+                n=ocr.n)
+    return FULL_HEADER, rows
 
 
 def _r(x: float | None, digits: int) -> float | str:

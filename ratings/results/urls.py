@@ -7,6 +7,7 @@ urlpatterns = [
     path("studies/<int:study_id>/leaderboard/", views.leaderboard, name="leaderboard"),
     path("studies/<int:study_id>/leaderboard/refresh/", views.leaderboard_refresh, name="leaderboard_refresh"),
     path("studies/<int:study_id>/leaderboard.csv", views.leaderboard_csv, name="leaderboard_csv"),
+    path("studies/<int:study_id>/leaderboard-full.csv", views.leaderboard_full_csv, name="leaderboard_full_csv"),
     path("studies/<int:study_id>/differences.csv", views.differences_csv, name="differences_csv"),
     path("studies/<int:study_id>/ratings.csv", views.ratings_csv, name="ratings_csv"),
     path("r/<str:token>/results/", views.panelist_results, name="panelist_results"),

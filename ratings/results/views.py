@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
@@ -28,8 +30,17 @@ from .crossed import (
     MIN_RATERS_RANDOM,
     MIN_RATINGS,
 )
-from .export import RATINGS_CSV_HEADER, csv_stream, differences_rows, leaderboard_rows, ratings_export_rows
+from .export import (
+    RATINGS_CSV_HEADER,
+    csv_stream,
+    differences_rows,
+    leaderboard_full_rows,
+    leaderboard_rows,
+    ratings_export_rows,
+)
 from .models import SnapshotReason
+
+RowsOf = Callable[[Board, str | None], tuple[list[str], list[list]]]  # board, ?estimand= -> header, rows
 
 
 def _csv_response(*, filename: str, header: list[str], rows, bom: bool) -> StreamingHttpResponse:
@@ -122,8 +133,11 @@ def _estimand_context(*, board: Board) -> dict:
 
 def _with_estimand(request: HttpRequest, board: Board) -> Board:
     """The board under the estimand the request asks for (?estimand=...), else the study's own."""
-    wanted = request.GET.get("estimand")
-    return board.for_estimand(wanted) if wanted else board
+    return _estimand_of(board, request.GET.get("estimand") or None)
+
+
+def _estimand_of(board: Board, estimand: str | None) -> Board:
+    return board.for_estimand(estimand) if estimand else board
 
 
 def _snapshot_for(request: HttpRequest, study: Study, *, for_staff: bool) -> snapshots.SnapshotView | None:
@@ -208,30 +222,41 @@ def leaderboard_refresh(request: HttpRequest, study_id: int) -> HttpResponse:
     return redirect("results:leaderboard", study_id=study.pk)
 
 
-@staff_permission_required(PERM_VIEW_RESULTS)
-@require_GET
-def leaderboard_csv(request: HttpRequest, study_id: int) -> HttpResponseBase:
-    """The board of the latest snapshot (or ?snapshot=ID) as CSV; 503 until the first one exists."""
+def _snapshot_csv(request: HttpRequest, study_id: int, *, name: str, rows_of: RowsOf) -> HttpResponseBase:
+    """A CSV of the latest snapshot's board (or ?snapshot=ID; ?estimand=...); 503 until the first one exists.
+
+    ``rows_of(board, estimand)`` is one of export.py's writers (the ``leaderboard`` command uses the same)."""
     study = get_object_or_404(Study, pk=study_id)
     view = _snapshot_for(request, study, for_staff=True)
     if view is None:
         return _snapshot_missing()
-    header, rows = leaderboard_rows(board=_with_estimand(request, view.board))
-    return _csv_response(filename=f"leaderboard-{study.pk}-{slugify(study.name)}.csv", header=header, rows=rows,
+    header, rows = rows_of(view.board, request.GET.get("estimand") or None)
+    return _csv_response(filename=f"{name}-{study.pk}-{slugify(study.name)}.csv", header=header, rows=rows,
                          bom=_wants_bom(request))
+
+
+@staff_permission_required(PERM_VIEW_RESULTS)
+@require_GET
+def leaderboard_csv(request: HttpRequest, study_id: int) -> HttpResponseBase:
+    """The per-model table (one row per model; as ``leaderboard --format csv``)."""
+    return _snapshot_csv(request, study_id, name="leaderboard",
+                         rows_of=lambda board, e: leaderboard_rows(board=_estimand_of(board, e)))
 
 
 @staff_permission_required(PERM_VIEW_RESULTS)
 @require_GET
 def differences_csv(request: HttpRequest, study_id: int) -> HttpResponseBase:
     """Every pair of models per criterion: difference, 95% interval, verdict (as ``leaderboard --format differences``)."""
-    study = get_object_or_404(Study, pk=study_id)
-    view = _snapshot_for(request, study, for_staff=True)
-    if view is None:
-        return _snapshot_missing()
-    header, rows = differences_rows(board=_with_estimand(request, view.board))
-    return _csv_response(filename=f"differences-{study.pk}-{slugify(study.name)}.csv", header=header, rows=rows,
-                         bom=_wants_bom(request))
+    return _snapshot_csv(request, study_id, name="differences",
+                         rows_of=lambda board, e: differences_rows(board=_estimand_of(board, e)))
+
+
+@staff_permission_required(PERM_VIEW_RESULTS)
+@require_GET
+def leaderboard_full_csv(request: HttpRequest, study_id: int) -> HttpResponseBase:
+    """Everything the board holds in long form, a ``section`` column per row (as ``leaderboard --format full``)."""
+    return _snapshot_csv(request, study_id, name="leaderboard-full",
+                         rows_of=lambda board, e: leaderboard_full_rows(board=board, estimand=e))
 
 
 @staff_permission_required(PERM_EXPORT_RATINGS)

@@ -67,9 +67,10 @@ def test_every_export_neutralises_formulas(evil_study, client, tmp_path):
     staff = get_user_model().objects.create_superuser("boss", "b@x.org", "pw")
     client.force_login(staff)
     outputs = {}
-    for name in ("ratings_csv", "leaderboard_csv"):
+    for name, file in (("ratings_csv", "ratings"), ("leaderboard_csv", "leaderboard"),
+                       ("leaderboard_full_csv", "leaderboard-full")):
         for bom in ("", "?bom=1"):
-            r = client.get(f"/studies/{evil_study.pk}/{name.replace('_csv', '')}.csv{bom}")
+            r = client.get(f"/studies/{evil_study.pk}/{file}.csv{bom}")
             assert r.status_code == 200, name
             outputs[f"{name}{bom}"] = b"".join(r.streaming_content).decode("utf-8")
     path = tmp_path / "ratings.csv"
@@ -78,6 +79,9 @@ def test_every_export_neutralises_formulas(evil_study, client, tmp_path):
     out = io.StringIO()
     call_command("leaderboard", study=evil_study.pk, format="csv", stdout=out)
     outputs["leaderboard --format csv"] = out.getvalue()
+    out = io.StringIO()
+    call_command("leaderboard", study=evil_study.pk, format="full", stdout=out)
+    outputs["leaderboard --format full"] = out.getvalue()
     for name, text in outputs.items():
         rows = _csv(text)
         assert _no_formula(rows) > 0, name
@@ -87,5 +91,8 @@ def test_every_export_neutralises_formulas(evil_study, client, tmp_path):
     assert prompts == {"'" + t for t in EVIL}  # neutralised, and otherwise the text as it was
     assert {r[header.index("category")] for r in ratings[1:]} == {"'=1+1"}
     assert "'=cmd|' /C calc'!A0" in {r[0] for r in _csv(outputs["leaderboard_csv"])[1:]}
+    full = _csv(outputs["leaderboard_full_csv"])
+    assert "'=cmd|' /C calc'!A0" in {r[full[0].index("model")] for r in full[1:]}
+    assert "'=1+1" in {r[full[0].index("category")] for r in full[1:]}
     # numbers stay numbers (negative CI bounds, scores)
     assert all(r[header.index("score")].isdigit() for r in ratings[1:])

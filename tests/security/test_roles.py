@@ -47,6 +47,7 @@ EXPECTED = {
     "results:leaderboard_csv": {PERM_VIEW_RESULTS},
     "results:leaderboard_refresh": {PERM_VIEW_RESULTS},  # issue 17: recompute the snapshot now
     "results:differences_csv": {PERM_VIEW_RESULTS},
+    "results:leaderboard_full_csv": {PERM_VIEW_RESULTS},  # issue 17: the whole board in long form
     "results:ratings_csv": {PERM_EXPORT_RATINGS},
     "generation:sweep_list": {PERM_RUN_SWEEP, PERM_MANAGE_STUDY},
     "generation:sweep_detail": {PERM_RUN_SWEEP, PERM_MANAGE_STUDY},

@@ -1,5 +1,6 @@
-"""leaderboard --study ID [--format table|csv|differences] [--estimand raters_random|this_panel]:
-the per-model score table, or every pair of models with its difference, 95% interval and verdict."""
+"""leaderboard --study ID [--format table|csv|differences|full] [--estimand raters_random|this_panel]:
+the per-model score table, every pair of models with its difference, 95% interval and verdict, or the
+whole board in long form (``full``: the rows of leaderboard-full.csv)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from evalsite.csv_safe import csv_writer
 from ratings.models import Estimand, Study
 from ratings.results.board import Board
 from ratings.results.crossed import ESTIMAND_SENTENCE
-from ratings.results.export import differences_rows, leaderboard_rows
+from ratings.results.export import differences_rows, leaderboard_full_rows, leaderboard_rows
 from ratings.results.selectors import leaderboard_get
 
 
@@ -18,7 +19,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--study", type=int, required=True)
-        parser.add_argument("--format", choices=["table", "csv", "differences"], default="table")
+        parser.add_argument("--format", choices=["table", "csv", "differences", "full"], default="table")
         parser.add_argument("--estimand", choices=Estimand.values, default=None,
                             help="what the intervals are about (default: the study's setting; both are computed)")
 
@@ -27,10 +28,13 @@ class Command(BaseCommand):
         if obj is None:
             raise CommandError(f"No study with id {study}.")
         board = leaderboard_get(study=obj)
-        if estimand:
-            board = board.for_estimand(estimand)
-        header, rows = (differences_rows if format == "differences" else leaderboard_rows)(board=board)
-        if format in ("csv", "differences"):
+        if format == "full":
+            header, rows = leaderboard_full_rows(board=board, estimand=estimand)
+        else:
+            if estimand:
+                board = board.for_estimand(estimand)
+            header, rows = (differences_rows if format == "differences" else leaderboard_rows)(board=board)
+        if format in ("csv", "differences", "full"):
             writer = csv_writer(self.stdout._out)
             writer.writerow(header)
             writer.writerows(rows)
