@@ -29,6 +29,13 @@ SPECIAL_TOKENS = [
     "<|startoftext|>", "<|endoftext|>", "<pad>", "<boi>", "<eoi>", "<img>", "<cfg>", "<timestep>", "<guidance>",
     "<joint_img_sep>", "<answer>", "</answer>", "<think>", "</think>", "<recaption>", "</recaption>",
 ]
+# Modules bitsandbytes must leave in bf16 (everything but the decoder layers, model.layers, which
+# hold ~99% of the parameters): the image-side modules read their own weight dtype to cast inputs
+# (TimestepEmbedder: `.type(self.mlp[0].weight.dtype)`), which is uint8 once quantized, and the
+# first call fails with "GeluCUDAKernelImpl not implemented for 'Byte'" (seen on an H200, issue 14).
+ARCHITECTURE = "HunyuanImage3ForCausalMM"
+QUANT_SKIP_MODULES = ("vae", "vision_model", "vision_aligner", "timestep_emb", "patch_embed", "time_embed",
+                      "final_layer", "lm_head")
 N_RATIOS = 33  # ResolutionGroup has 33 aspect ratios (ratio index 16 is 1:1)
 
 # What the released model is, where the published facts pin it: 64 experts, 80B parameters in
@@ -83,7 +90,7 @@ def config_dict(*, size: dict[str, Any], vae: dict[str, Any], vit: dict[str, Any
     ids = {name: tok.convert_tokens_to_ids(token) for name, token in (
         ("bos_token_id", "<|startoftext|>"), ("eos_token_id", "<|endoftext|>"), ("pad_token_id", "<pad>"))}
     return size | ids | dict(
-        model_type="Hunyuan", architectures=["HunyuanImage3ForCausalMM"], auto_map=AUTO_MAP,
+        model_type="Hunyuan", architectures=[ARCHITECTURE], auto_map=AUTO_MAP,
         pad_id=ids["pad_token_id"], eod_token_id=ids["eos_token_id"],
         image_token_id=tok.convert_tokens_to_ids("<img>"),
         moe_impl="eager", img_proj_type="unet", patch_size=1, vae_downsample_factor=[16, 16],

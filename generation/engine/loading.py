@@ -21,6 +21,7 @@ from .spec import LoadError, ModelSpec
 
 DENOISER_NAMES = ("transformer", "transformer_2", "unet", "prior", "decoder")
 FAST_FP8_KEY = "fast_mode_fp8"  # load_params flag: FP8 matmuls in fast mode (Hopper+, torchao)
+QUANT_SKIP_KEY = "quantization_skip_modules"  # load_params: modules bitsandbytes leaves unquantized (transformers)
 TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -291,6 +292,39 @@ def load_diffusers(spec: ModelSpec, *, device: str, offload: str) -> tuple[Any, 
     return pipe, offload, notes
 
 
+def quantization_skip_modules(spec: ModelSpec) -> list[str] | None:
+    """Modules bitsandbytes leaves in the model's dtype: load_params["quantization_skip_modules"], else
+    what the architecture needs (HunyuanImage-3.0: hunyuan3.QUANT_SKIP_MODULES), else None."""
+    skip = spec.load_params.get(QUANT_SKIP_KEY)
+    if skip is not None:
+        if not isinstance(skip, (list, tuple)) or not all(isinstance(n, str) and n for n in skip):
+            raise LoadError(f"model {spec.slug!r}: load_params[{QUANT_SKIP_KEY!r}] must be a list of module names")
+        return list(skip) or None
+    from transformers import PretrainedConfig
+
+    from . import hunyuan3
+
+    try:
+        config, _ = PretrainedConfig.get_config_dict(spec.source, revision=spec.revision or None)
+    except Exception:  # noqa: BLE001 - no readable config.json: from_pretrained reports that itself
+        return None
+    if hunyuan3.ARCHITECTURE in (config.get("architectures") or []):
+        return list(hunyuan3.QUANT_SKIP_MODULES)
+    return None
+
+
+def transformers_quantization(spec: ModelSpec) -> Any:
+    """BitsAndBytesConfig (NF4 or 8-bit) for the transformers backend, keeping quantization_skip_modules
+    unquantized."""
+    from transformers import BitsAndBytesConfig
+
+    skip = quantization_skip_modules(spec)
+    if spec.quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_compute_dtype=TORCH_DTYPES[spec.dtype], llm_int8_skip_modules=skip)
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+
+
 def load_transformers(spec: ModelSpec, *, device: str, offload: str,
                       max_gpu_bytes: int | None = None) -> tuple[Any, str, list[str]]:
     """HunyuanImage-3.0 style: AutoModelForCausalLM with its own code and a generate_image()."""
@@ -303,22 +337,20 @@ def load_transformers(spec: ModelSpec, *, device: str, offload: str,
     kwargs: dict[str, Any] = {"trust_remote_code": True, "dtype": TORCH_DTYPES[spec.dtype]}
     if spec.revision:
         kwargs["revision"] = spec.revision
+    load_params = {k: v for k, v in spec.load_params.items() if k != FAST_FP8_KEY}
     if spec.quantization != "none":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = (
-            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                               bnb_4bit_compute_dtype=TORCH_DTYPES[spec.dtype])
-            if spec.quantization == "4bit" else BitsAndBytesConfig(load_in_8bit=True)
-        )
-        notes.append(f"bitsandbytes {spec.quantization} (transformers)")
+        kwargs["quantization_config"] = transformers_quantization(spec)
+        skipped = kwargs["quantization_config"].llm_int8_skip_modules
+        notes.append(f"bitsandbytes {spec.quantization} (transformers)"
+                     + (f", not quantized: {', '.join(skipped)}" if skipped else ""))
+    load_params.pop(QUANT_SKIP_KEY, None)
     if device.startswith("cuda") and (offload != "none" or spec.quantization != "none"):
         kwargs["device_map"] = "auto"  # accelerate spreads layers over GPU and CPU memory
         if max_gpu_bytes:
             # accelerate sizes "auto" from the driver's free memory, which ignores the engine's cap
             index = torch.device(device).index or 0
             kwargs["max_memory"] = {index: int(max_gpu_bytes), "cpu": 2**40}
-    kwargs.update({k: v for k, v in spec.load_params.items() if k != FAST_FP8_KEY})
+    kwargs.update(load_params)
     what = f"AutoModelForCausalLM.from_pretrained({spec.source!r}, trust_remote_code=True)"
     try:
         with no_allocator_warmup(offload != "none") as warmup_notes:
