@@ -176,7 +176,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     run = Run(args.out, args.budget_s)
-    engine = Engine(device="cuda:0", oom_retry=False)  # set_per_process_memory_fraction needs an index
+    engine = Engine(device="cuda", oom_retry=False)
     systems = args.only.split(",")
     try:
         (args.out / "bandwidth.json").write_text(json.dumps(bandwidth() | environment(engine), indent=2, default=str))

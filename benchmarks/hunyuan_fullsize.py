@@ -190,7 +190,7 @@ def main() -> None:
         run(save, engine, args.work, code=args.code, depths=(1, 2), settings=("bf16",), size=size,
             vit=hunyuan3.VIT_TINY, width=256, height=256, steps=2, device="cpu", left=left)
         return
-    engine = Engine(device="cuda:0", oom_retry=False)  # set_per_process_memory_fraction needs an index
+    engine = Engine(device="cuda", oom_retry=False)
     run(save, engine, args.work, code=args.code, depths=tuple(int(d) for d in args.depths.split(",")),
         settings=tuple(args.settings.split(",")), left=left)
     print(f"total {time.monotonic() - start:.0f}s", flush=True)

@@ -37,6 +37,14 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def cuda_index(device: str, *, current: Callable[[], int] = torch.cuda.current_device) -> int:
+    """The GPU index of "cuda:N" or, for a bare "cuda", the current device. set_per_process_memory_fraction
+    refuses a device without an index ("Expected a torch.device with a specified index", seen on an H200
+    with the worker's default Engine(device="cuda"), issue 14)."""
+    index = torch.device(device).index
+    return current() if index is None else index
+
+
 def free_memory() -> None:
     """Drop what Python still holds, then give cached CUDA blocks back to the driver."""
     gc.collect()
@@ -121,7 +129,7 @@ class Engine:
         if self.memory_ceiling_bytes is not None:
             cap_bytes = self.memory_ceiling_bytes if cap_bytes is None else min(cap_bytes, self.memory_ceiling_bytes)
         fraction = 1.0 if cap_bytes is None else min(1.0, cap_bytes / total)
-        torch.cuda.set_per_process_memory_fraction(fraction, self.device)
+        torch.cuda.set_per_process_memory_fraction(fraction, cuda_index(self.device))
         self.memory_cap_bytes = None if cap_bytes is None or fraction >= 1.0 else int(cap_bytes)
 
     # ----------------------------------------------------------------- information

@@ -1,4 +1,4 @@
-"""bitsandbytes on the transformers backend leaves the modules an architecture needs unquantized (issue 14:
+"""Issue 14 engine fixes found on the H200: bitsandbytes on the transformers backend leaves the modules an architecture needs unquantized (issue 14:
 HunyuanImage-3.0's TimestepEmbedder casts its input to its weight's dtype, uint8 once quantized, and the
 first call on an H200 failed with "GeluCUDAKernelImpl not implemented for 'Byte'")."""
 
@@ -37,3 +37,11 @@ def test_load_params_name_the_modules_and_are_checked(tmp_path):
     assert loading.transformers_quantization(spec).llm_int8_skip_modules == ["lm_head"]
     with pytest.raises(LoadError, match="quantization_skip_modules"):
         loading.transformers_quantization(_spec(tmp_path, architectures=[], quantization_skip_modules="lm_head"))
+
+
+def test_memory_cap_device_index_for_a_bare_cuda_device():
+    """set_per_process_memory_fraction needs an index: "cuda" is the current device, "cuda:N" is N."""
+    from generation.engine.engine import cuda_index
+
+    assert cuda_index("cuda", current=lambda: 3) == 3
+    assert cuda_index("cuda:1", current=lambda: 3) == 1
