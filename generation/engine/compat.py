@@ -29,6 +29,12 @@ def _torchvision_transforms() -> str | None:
     except Exception:  # noqa: BLE001 - a broken install (missing CUDA ops) counts as missing
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
             del sys.modules[name]
+    # transformers' image modules decide once, at import, whether torchvision is there: imported after
+    # the stand-in they see it and import what it lacks (InterpolationMode), and every later import of
+    # them fails, bitsandbytes' quantizer among them (NF4 loads of the remote code). Import them first.
+    for module in ("transformers.image_utils", "transformers.image_transforms"):
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
 
     class Compose:
         def __init__(self, steps):

@@ -34,7 +34,7 @@ SPECIAL_TOKENS = [
 # (TimestepEmbedder: `.type(self.mlp[0].weight.dtype)`), which is uint8 once quantized, and the
 # first call fails with "GeluCUDAKernelImpl not implemented for 'Byte'" (seen on an H200, issue 14).
 ARCHITECTURE = "HunyuanImage3ForCausalMM"
-QUANT_SKIP_MODULES = ("vae", "vision_model", "vision_aligner", "timestep_emb", "patch_embed", "time_embed",
+QUANT_SKIP_MODULES = ("vae", "vision_model", "vision_aligner", "timestep_emb", "patch_embed", "time_embed", "time_embed_2",
                       "final_layer", "lm_head")
 N_RATIOS = 33  # ResolutionGroup has 33 aspect ratios (ratio index 16 is 1:1)
 

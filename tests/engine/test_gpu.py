@@ -125,33 +125,59 @@ def test_memory_cap_emulates_a_smaller_card():
         torch.cuda.empty_cache()
 
 
+_OOM_WHILE_LOADING = """
+import json, sys
+import torch
+from generation.engine import Engine, LoadError, ModelSpec, OutOfMemory
+spec = ModelSpec(**json.loads(sys.argv[1]))
+torch.cuda.init()
+before = torch.cuda.memory_allocated()
+engine = Engine(device="cuda", memory_cap_bytes=256 * 1024)
+result = {"error": None, "kind": None}
+try:
+    engine.load(spec)
+except (LoadError, OutOfMemory) as exc:
+    result.update(kind=type(exc).__name__, error=str(exc))
+result["events"] = [{k: e.get(k) for k in ("event", "oom")} for e in engine.events]
+result["allocated_after"] = torch.cuda.memory_allocated() - before
+print(json.dumps(result))
+"""
+
+
 def test_real_oom_while_loading_is_oom_not_load_error_and_frees_the_card(tiny_specs):
     """A cap smaller than the tiny model: the load itself runs out of CUDA memory (pipe.to or
     from_pretrained), the engine takes the OOM path (offload retry, then OutOfMemory), and what the
-    failed loads held is given back."""
-    from generation.engine import LoadError, OutOfMemory
+    failed loads held is given back. In a fresh process: the caching allocator serves allocations from
+    segments it already holds without checking the cap, so in a process whose earlier tests left
+    partly used segments the tiny model loads under any cap (seen on the H200, issue 14)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    torch.cuda.empty_cache()
-    before = torch.cuda.memory_allocated()
-    engine = Engine(device="cuda", memory_cap_bytes=256 * 1024)
-    try:
-        try:
-            engine.load(tiny_specs["flux"])
-        except LoadError as exc:  # pragma: no cover - the bug this test guards against
-            pytest.fail(f"OOM during loading became a LoadError: {exc}")
-        except OutOfMemory as exc:
-            assert "during loading" in str(exc) and "GPU memory cap" in str(exc)
-        failed = [e for e in engine.events if e["event"] == "load_failed"]
-        assert failed and all(e["oom"] for e in failed)
-        assert any(e["event"] == "oom_retry_offload" for e in engine.events)
-        assert torch.cuda.memory_allocated() - before < 2**20
-    finally:
-        engine.set_memory_cap(None)
+    spec = dataclasses.asdict(tiny_specs["flux"])
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", _OOM_WHILE_LOADING, json.dumps(spec)], capture_output=True,
+                          text=True, cwd=root, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["kind"] == "OutOfMemory", result  # never LoadError: the spec is fine, the card is small
+    assert "during loading" in result["error"] and "GPU memory cap" in result["error"]
+    failed = [e for e in result["events"] if e["event"] == "load_failed"]
+    assert failed and all(e["oom"] for e in failed)
+    assert any(e["event"] == "oom_retry_offload" for e in result["events"])
+    assert result["allocated_after"] < 2**20
 
 
 def test_load_peak_is_recorded_on_cuda(tiny_specs):
+    """The load's peak covers at least the weights it left on the card (storages counted once: the
+    estimate in size_bytes counts a module shared by two components twice)."""
     engine = Engine(device="cuda")
     loaded = engine.load(tiny_specs["sd3"])
-    assert loaded.load_peak_allocated and loaded.load_peak_allocated >= loaded.size_bytes * 0.9
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                for module in loading.pipeline_modules(loaded.model).values()
+                for t in list(module.parameters()) + list(module.buffers()) if t.is_cuda}
+    assert storages and loaded.load_peak_allocated >= 0.99 * sum(storages.values())
     event = next(e for e in engine.events if e["event"] == "load")
     assert event["peak_reserved"] >= event["peak_allocated"] > 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from generation.engine import Engine, ModelSpec, RenderRequest, hunyuan3
 
@@ -25,3 +26,21 @@ def test_real_hunyuan_code_renders_one_image_on_the_cpu(tmp_path):
     assert (outcome.native_width, outcome.native_height) == (64, 64)
     loaded = engine.load(spec)
     assert type(loaded.model).__name__ == "HunyuanImage3ForCausalMM"  # the vendor's class, not a stand-in
+
+
+def test_real_hunyuan_code_renders_in_nf4_on_the_cpu(tmp_path):
+    """bitsandbytes NF4 through the transformers backend: the decoder layers are quantized, the image-side
+    modules stay bf16 (quantized, time_embed_2 cast its input to uint8: "GeluCUDAKernelImpl not implemented
+    for 'Byte'" on the H200), and the quantizer imports beside the torchvision stand-in."""
+    pytest.importorskip("bitsandbytes")
+    path = hunyuan3.build(code_dir=CODE, path=tmp_path / "HunyuanTinyNf4", steps=2)
+    spec = ModelSpec(slug="hunyuan-real-tiny-nf4", source=str(path), backend="transformers", dtype="bfloat16",
+                     quantization="4bit", num_inference_steps=2, width=64, height=64,
+                     load_params={"attn_implementation": "sdpa", "moe_impl": "eager"})
+    engine = Engine(device="cpu", overlap=False)
+    [outcome] = list(engine.render(spec, [RenderRequest(key="a", prompt="a red fox", seed=3)]))
+    assert outcome.ok, outcome.error
+    model = engine.load(spec).model
+    assert type(model.model.layers[0].mlp.experts[0].down_proj).__name__ == "Linear4bit"
+    for name in ("timestep_emb", "time_embed", "time_embed_2"):
+        assert getattr(model, name).mlp[0].weight.dtype == torch.bfloat16, name
