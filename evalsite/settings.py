@@ -302,6 +302,9 @@ RESULTS_SNAPSHOT_DEBOUNCE_SECONDS = env.int("EVALSITE_RESULTS_DEBOUNCE_SECONDS",
 RESULTS_SNAPSHOT_EVERY_RATINGS = env.int("EVALSITE_RESULTS_EVERY_RATINGS", default=500)
 # Pages recompute a stale board themselves instead of asking a worker (tests; a site run without any worker).
 RESULTS_COMPUTE_ON_READ = env.bool("EVALSITE_RESULTS_COMPUTE_ON_READ", default=False)
+# The raw ratings export of a study with more ratings than this is written by a task on the default queue into
+# the media storage (exports/), and offered for download when ready; up to it, ratings.csv streams at once.
+RESULTS_EXPORT_BACKGROUND_ROWS = env.int("EVALSITE_RESULTS_EXPORT_BACKGROUND_ROWS", default=200_000)
 
 # --- Observability (README "Observability"): each off unless its variable is set -----------------
 # Structured logs: EVALSITE_LOG_FORMAT=json writes one JSON object per line (docker-compose sets it).

@@ -314,3 +314,47 @@ class RatingChange(models.Model):
 
     def __str__(self) -> str:
         return f"rating {self.rating_id} was {self.score}"
+
+
+class ExportKind(models.TextChoices):
+    RATINGS = "ratings", "ratings.csv (every rating)"
+
+
+class ExportStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ExportFile(models.Model):
+    """An export written by a worker (a study above ``RESULTS_EXPORT_BACKGROUND_ROWS`` ratings), kept in the
+    media storage under ``exports/`` and served only through the staff download view (never as a media URL).
+
+    ``rows_expected`` is the study's ratings when it was asked for; ``rows`` counts the rows written (the
+    task updates it as it goes, so the page can say how far it is); ``last_rating_id`` the newest rating then.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="export_files")
+    kind = models.CharField(max_length=16, choices=ExportKind.choices, default=ExportKind.RATINGS)
+    status = models.CharField(max_length=16, choices=ExportStatus.choices, default=ExportStatus.QUEUED)
+    bom = models.BooleanField(default=False, help_text="Starts with a UTF-8 byte order mark (Excel).")
+    rows_expected = models.PositiveIntegerField(default=0)
+    rows = models.PositiveIntegerField(default=0)
+    last_rating_id = models.BigIntegerField(default=0)
+    file = models.FileField(max_length=255, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["study", "kind", "-created_at"], name="ratings_export_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of study {self.study_id} ({self.get_status_display()}, {self.rows} rows)"

@@ -8,7 +8,7 @@ so an export process does not load numpy/scipy (a board arrives already computed
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -223,8 +223,11 @@ def csv_stream(header: list[str], rows: Iterable[list], *, bom: bool = False) ->
         yield writer.writerow(row)
 
 
-def ratings_csv_write(*, study: Study, out: SupportsWrite[str], bom: bool = False) -> int:
-    """Write the raw ratings CSV to an open text file (anything with ``write``); returns the number of data rows."""
+def ratings_csv_write(*, study: Study, out: SupportsWrite[str], bom: bool = False,
+                      progress: Callable[[int], None] | None = None, every: int = 50_000) -> int:
+    """Write the raw ratings CSV to an open text file (anything with ``write``); returns the number of data rows.
+
+    ``progress(rows so far)`` is called every ``every`` rows (a background export says how far it is)."""
     if bom:
         out.write("\ufeff")
     writer = csv_writer(out)
@@ -233,6 +236,8 @@ def ratings_csv_write(*, study: Study, out: SupportsWrite[str], bom: bool = Fals
     for row in ratings_export_rows(study=study):
         writer.writerow(row)
         n += 1
+        if progress is not None and n % every == 0:
+            progress(n)
     return n
 
 

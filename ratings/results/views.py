@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -16,10 +16,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from evalsite.access import PERM_EXPORT_RATINGS, PERM_VIEW_RESULTS, staff_permission_required, user_may
 
-from ..models import Panelist, Study
+from ..models import Panelist, Rating, Study
 from ..views import SESSION_PANELISTS  # {study_id: token} of panelists this browser rated as
+from . import export_files, snapshots
 from . import selectors as rs
-from . import snapshots
 from .board import Board
 from .charts import chart_for
 from .crossed import (
@@ -164,7 +164,9 @@ def _render_board(request: HttpRequest, study: Study, *, for_staff: bool) -> Htt
         ctx = _table_context(board=_with_estimand(request, view.board), for_staff=for_staff)
         ctx.update(study=study, snapshot=view, past=bool(request.GET.get("snapshot")) and for_staff,
                    history=snapshots.board_snapshot_list(study=study) if for_staff else [],
-                   debounce=settings.RESULTS_SNAPSHOT_DEBOUNCE_SECONDS)
+                   debounce=settings.RESULTS_SNAPSHOT_DEBOUNCE_SECONDS,
+                   ratings_in_background=export_files.ratings_export_in_background(
+                       n_ratings=view.snapshot.ratings_count + view.new_ratings))
         response = render(request, "results/leaderboard.html", ctx)
     response["Cache-Control"] = "private, no-store"
     return response
@@ -261,8 +263,65 @@ def leaderboard_full_csv(request: HttpRequest, study_id: int) -> HttpResponseBas
 
 @staff_permission_required(PERM_EXPORT_RATINGS)
 @require_GET
-def ratings_csv(request: HttpRequest, study_id: int) -> StreamingHttpResponse:
-    """Every rating, one row per score, streamed (constant memory however many there are)."""
+def ratings_csv(request: HttpRequest, study_id: int) -> HttpResponseBase:
+    """Every rating, one row per score, streamed (constant memory however many there are). Above
+    RESULTS_EXPORT_BACKGROUND_ROWS ratings the file is written by a worker instead: to the exports page."""
     study = get_object_or_404(Study, pk=study_id)
-    return _csv_response(filename=f"ratings-{study.pk}-{slugify(study.name)}.csv", header=RATINGS_CSV_HEADER,
+    if export_files.ratings_export_in_background(n_ratings=Rating.objects.filter(study=study).count()):
+        return redirect("results:exports", study_id=study.pk)
+    return _csv_response(filename=_ratings_filename(study), header=RATINGS_CSV_HEADER,
                          rows=ratings_export_rows(study=study), bom=_wants_bom(request))
+
+
+def _ratings_filename(study: Study) -> str:
+    return f"ratings-{study.pk}-{slugify(study.name)}.csv"
+
+
+@staff_permission_required(PERM_EXPORT_RATINGS)
+@require_GET
+def exports(request: HttpRequest, study_id: int) -> HttpResponse:
+    """The study's background exports: how far the latest one is, its download link when ready, the button that
+    asks for a new one (a POST to ``export_request``). Polled by htmx while one is unfinished; never writes."""
+    study = get_object_or_404(Study, pk=study_id)
+    latest = export_files.export_file_latest(study=study)
+    n_ratings = Rating.objects.filter(study=study).count()
+    context = {
+        "study": study, "latest": latest, "history": export_files.export_file_list(study=study),
+        "n_ratings": n_ratings, "threshold": settings.RESULTS_EXPORT_BACKGROUND_ROWS,
+        "background": export_files.ratings_export_in_background(n_ratings=n_ratings),
+        "unfinished": latest is not None and latest.status in export_files.UNFINISHED,
+        "new_since": (Rating.objects.filter(study=study, id__gt=latest.last_rating_id).count()
+                      if latest is not None else 0),
+    }
+    template = "results/exports.html#status" if getattr(request, "htmx", False) else "results/exports.html"
+    response = render(request, template, context)
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@staff_permission_required(PERM_EXPORT_RATINGS)
+@require_POST
+def export_request(request: HttpRequest, study_id: int) -> HttpResponse:
+    """Ask a worker for the study's ratings.csv (one unfinished export at a time); back to the exports page."""
+    study = get_object_or_404(Study, pk=study_id)
+    user = request.user if request.user.is_authenticated else None
+    export_files.export_file_request(study=study, requested_by=user, bom=_wants_bom_post(request))
+    return redirect("results:exports", study_id=study.pk)
+
+
+def _wants_bom_post(request: HttpRequest) -> bool:
+    return request.POST.get("bom", "").lower() in {"1", "true", "yes", "on"}
+
+
+@staff_permission_required(PERM_EXPORT_RATINGS)
+@require_GET
+def export_download(request: HttpRequest, study_id: int, export_id: int) -> FileResponse:
+    """A finished export's file, through this view only (the media folder is never served)."""
+    study = get_object_or_404(Study, pk=study_id)
+    export = export_files.export_file_ready(study=study, export_id=export_id)
+    if export is None:
+        raise Http404("No such finished export of this study.")
+    response = FileResponse(export.file.open("rb"), as_attachment=True, filename=_ratings_filename(study),
+                            content_type="text/csv; charset=utf-8")
+    response["Cache-Control"] = "private, no-store"
+    return response

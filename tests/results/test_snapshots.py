@@ -17,6 +17,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -231,11 +233,7 @@ def test_embedded_broker_worker_makes_the_snapshot(tmp_path):
     _run(env, "manage.py", "migrate", "-v", "0")
     study_id = int(_run(env, "-c", EMBEDDED_SETUP).strip().splitlines()[-1])
     log = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "evalsite", "worker", "-Q", "gpu,default", "--pool=solo", "-c", "1",
-         "-n", f"snap-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
-        cwd=BASE_DIR, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with embedded_worker(env, log=log, name="snap", queues="gpu,default"):
         _run(env, "-c", EMBEDDED_ANSWER, str(study_id))
         db = tmp_path / "data" / "db.sqlite3"
         deadline, rows = time.monotonic() + 120, []
@@ -248,6 +246,17 @@ def test_embedded_broker_worker_makes_the_snapshot(tmp_path):
                 break
             time.sleep(1)
         assert rows and rows[-1][0] == n > 0, log.read_text(errors="replace")[-4000:]
+
+
+@contextmanager
+def embedded_worker(env: dict, *, log: Path, name: str, queues: str) -> Iterator[subprocess.Popen]:
+    """A real Celery worker process (solo pool, as `make demo` starts it), stopped with its process group."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "evalsite", "worker", "-Q", queues, "--pool=solo", "-c", "1",
+         "-n", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
+        cwd=BASE_DIR, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield worker
     finally:
         os.killpg(worker.pid, 15)
         worker.wait(timeout=60)

@@ -49,6 +49,10 @@ EXPECTED = {
     "results:differences_csv": {PERM_VIEW_RESULTS},
     "results:leaderboard_full_csv": {PERM_VIEW_RESULTS},  # issue 17: the whole board in long form
     "results:ratings_csv": {PERM_EXPORT_RATINGS},
+    # issue 17: background exports: the same permission as ratings.csv for the page, the request and the file
+    "results:exports": {PERM_EXPORT_RATINGS},
+    "results:export_request": {PERM_EXPORT_RATINGS},
+    "results:export_download": {PERM_EXPORT_RATINGS},
     "generation:sweep_list": {PERM_RUN_SWEEP, PERM_MANAGE_STUDY},
     "generation:sweep_detail": {PERM_RUN_SWEEP, PERM_MANAGE_STUDY},
     "generation:sweep_new": {PERM_RUN_SWEEP},
