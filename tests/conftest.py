@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from ratings.services import study_create
-from tests.factories import make_rendered_sweep
+from tests.factories import make_sweep
 
 
 def _services_available() -> tuple[bool, str]:
@@ -90,7 +90,7 @@ def browser_type_launch_args(browser_type_launch_args):
 def study_factory(db):
     def make(*, mode: str = "both", n_models: int = 3, n_prompts: int = 6, k: int = 2, gold: bool = True,
              names: list[str] | None = None, **kw):
-        sweep, models, prompts = make_rendered_sweep(n_models=n_models, n_prompts=n_prompts, names=names)
+        sweep, models, prompts, _ = make_sweep(n_models=n_models, n_prompts=n_prompts, text_prompts=2, names=names)
         study = study_create(sweep=sweep, name=f"Study {sweep.pk}", mode=mode, ratings_per_item=k, gold_enabled=gold)
         for field, value in kw.items():
             setattr(study, field, value)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
 import factory
+from django.core.files.base import ContentFile
 from django.utils import timezone
+from PIL import Image, ImageDraw
 
 from generation.models import Generation, GenerationStatus, ImageModel, Sweep
 from prompts.models import Prompt, PromptSuite
@@ -104,28 +110,64 @@ class PanelistFactory(factory.django.DjangoModelFactory):
 
 
 
-def make_rendered_sweep(*, n_models: int = 3, n_prompts: int = 6, text_prompts: int = 2, gpu: str = "NVIDIA H100",
-                        names: list[str] | None = None):
-    """Every prompt × model rendered once, with timing and VRAM like a GPU worker records them."""
-    sweep = SweepFactory(seeds=[0])
-    names = names or [f"Model {chr(65 + i)}" for i in range(n_models)]
-    models = [ImageModelFactory(name=names[i], slug=f"model-{chr(97 + i)}-{sweep.pk}",
-                                num_inference_steps=28, guidance_scale=3.5, width=1024, height=1024)
-              for i in range(len(names))]
+def png_bytes(color: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> bytes:
+    """A small picture (sky, ground, a sun) in colours that tell test images apart."""
+    w, h = size
+    image = Image.new("RGB", size, (120 + color[0] // 3, 170, 220 - color[1] // 3))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, int(h * 0.65), w, h], fill=(60 + color[1] // 2, 120, 50 + color[2] // 2))
+    r = max(3, w // 8)
+    cx, cy = int(w * (0.25 + 0.5 * (color[0] % 97) / 97)), int(h * 0.3)
+    draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(250, 200 + color[2] % 50, 60))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class RenderedSweep(NamedTuple):
+    sweep: Sweep
+    models: list[ImageModel]
+    prompts: list[Prompt]
+    generations: list[Generation]  # model-major: every prompt (and seed) of the first model first
+
+
+def make_sweep(*, n_models: int = 3, n_prompts: int = 4, seeds: Sequence[int] = (0,), text_prompts: int = 1,
+               names: Sequence[str] | None = None, model_kwargs: Sequence[dict[str, Any]] | None = None,
+               prompt_kwargs: Sequence[dict[str, Any]] | None = None, canvas: int = 64, gpu: str = "NVIDIA H100",
+               **sweep_kwargs: Any) -> RenderedSweep:
+    """The test sweep: every prompt × model × seed rendered, as a GPU worker leaves it.
+
+    Each image is a distinct ``canvas``-sized PNG in storage, with seconds (1.0 + model + 0.1 × prompt),
+    the GPU and peak VRAM ((model + 1) GiB allocated, + 1 reserved). Models are "Model A", "Model B"…
+    (``names``; ``model_kwargs`` per model override any field). The first ``text_prompts`` prompts ask
+    for text with a quote, a comma, a second line and a non-ASCII letter (what exports must keep);
+    ``prompt_kwargs`` per prompt override any field. ``sweep_kwargs`` go to SweepFactory (``suite__name=…``).
+    """
+    sweep = SweepFactory(seeds=list(seeds), canvas_width=canvas, canvas_height=canvas, **sweep_kwargs)
+    if model_kwargs is not None:
+        n_models = len(model_kwargs)
+    names = list(names) if names is not None else [f"Model {chr(65 + i)}" for i in range(n_models)]
+    models = [ImageModelFactory(**{"name": name, "slug": f"model-{chr(97 + i)}-{sweep.pk}", "num_inference_steps": 28,
+                                   "guidance_scale": 3.5, "width": 1024, "height": 1024,
+                                   **(model_kwargs[i] if model_kwargs else {})})
+              for i, name in enumerate(names)]
     sweep.image_models.set(models)
+    if prompt_kwargs is not None:
+        n_prompts = len(prompt_kwargs)
     prompts = []
     for j in range(n_prompts):
-        if j < text_prompts:
-            prompts.append(PromptFactory(suite=sweep.suite, text=f'a shop sign that says "OPEN, {j}"\nsecond line ü',
-                                         expected_text=f"OPEN, {j}", category="Text"))
-        else:
-            prompts.append(PromptFactory(suite=sweep.suite, category="Photo"))
-    for mi, model in enumerate(models):
-        for pj, prompt in enumerate(prompts):
-            GenerationFactory(sweep=sweep, prompt=prompt, model=model, seed=0, image=f"g/te/{sweep.pk}-{mi}-{pj}.png",
-                              seconds=1.0 + mi + 0.1 * pj, gpu_name=gpu, device="cuda",
-                              peak_vram_allocated=(mi + 1) * 2**30, peak_vram_reserved=(mi + 2) * 2**30)
-    return sweep, models, prompts
+        text = ({"text": f'a shop sign that says "OPEN, {j}"\nsecond line ü', "expected_text": f"OPEN, {j}",
+                 "category": "Text"} if j < text_prompts else {})
+        prompts.append(PromptFactory(suite=sweep.suite, **{**text, **(prompt_kwargs[j] if prompt_kwargs else {})}))
+    generations = [
+        GenerationFactory(sweep=sweep, prompt=prompt, model=model, seed=seed, width=canvas, height=canvas,
+                          image=ContentFile(png_bytes((40 * mi % 256, 30 * pj % 256, seed % 256), (canvas, canvas)),
+                                            name="x.png"),
+                          seconds=1.0 + mi + 0.1 * pj, gpu_name=gpu, device="cuda",
+                          peak_vram_allocated=(mi + 1) * 2**30, peak_vram_reserved=(mi + 2) * 2**30)
+        for mi, model in enumerate(models) for pj, prompt in enumerate(prompts) for seed in seeds
+    ]
+    return RenderedSweep(sweep, models, prompts, generations)
 
 
 def vram_report(*, min_card=(24, "nf4"), gpu="NVIDIA H200") -> dict:

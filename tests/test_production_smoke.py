@@ -36,7 +36,7 @@ from ratings.results.services import ratings_simulate
 from ratings.results.snapshots import board_snapshot_refresh
 from ratings.services import panelist_consent, panelist_create, study_create, study_open
 from tests.compose_env import ROOT, compose_file, compose_service_env, dockerfile_env
-from tests.ratings.helpers import make_sweep
+from tests.factories import make_sweep
 
 pytestmark = [pytest.mark.services, pytest.mark.browser, pytest.mark.slow]
 

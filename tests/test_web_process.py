@@ -26,8 +26,8 @@ from django.contrib.auth import get_user_model
 from generation.validation import pipeline_class_error
 from ratings.results.services import ratings_simulate
 from ratings.services import study_create
-from tests.factories import make_rendered_sweep
-sweep, _, _ = make_rendered_sweep(n_models=2, n_prompts=4)
+from tests.factories import make_sweep
+sweep, *_ = make_sweep(n_models=2, n_prompts=4, text_prompts=2)
 study = study_create(sweep=sweep, name="web", mode="both", ratings_per_item=2)
 ratings_simulate(study=study, panelists=3, seed=1)
 client = Client()

@@ -14,8 +14,7 @@ from django.test import Client
 from PIL import Image
 
 from generation.models import Generation, GenerationStatus, Origin, Sweep, SweepStatus
-from tests.factories import GenerationFactory, ImageModelFactory, PromptFactory, PromptSuiteFactory
-from tests.ratings.helpers import png_bytes
+from tests.factories import GenerationFactory, ImageModelFactory, PromptFactory, PromptSuiteFactory, make_sweep
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -50,34 +49,30 @@ def box(locator):
 
 def rendered_sweep(*, size: int = 256):
     """A finished sweep of 6 prompts × 4 models (one imported), one image failed with a long error."""
-    suite = PromptSuiteFactory(name="DrawBench excerpt")
-    prompts = [PromptFactory(suite=suite, text=t, category=c, position=i + 1,
-                             expected_text="Deep Learning" if "Deep" in t else ("Diffusion" if "Diffusion" in t else ""))
-               for i, (t, c) in enumerate(PROMPTS)]
-    models = [ImageModelFactory(name=n, slug=f"m{i}", backend="imported" if "API" in n else "diffusers")
-              for i, n in enumerate(MODELS)]
-    sweep = Sweep.objects.create(suite=suite, seeds=[0], canvas_width=size, canvas_height=size,
-                                 name="DrawBench × 4 models", status=SweepStatus.FAILED)
-    sweep.image_models.set(models)
-    from django.core.files.base import ContentFile
-
+    sweep, models, prompts, generations = make_sweep(
+        canvas=size, text_prompts=0, suite__name="DrawBench excerpt", name="DrawBench × 4 models",
+        status=SweepStatus.FAILED,
+        prompt_kwargs=[{"text": t, "category": c, "position": i + 1,
+                        "expected_text": "Deep Learning" if "Deep" in t else ("Diffusion" if "Diffusion" in t else "")}
+                       for i, (t, c) in enumerate(PROMPTS)],
+        model_kwargs=[{"name": n, "slug": f"m{i}", "backend": "imported" if "API" in n else "diffusers"}
+                      for i, n in enumerate(MODELS)])
     gens = {}
-    for mi, model in enumerate(models):
-        for pj, prompt in enumerate(prompts):
-            failed = model.name == "Z-Image Turbo" and pj == 3
-            g = GenerationFactory(
-                sweep=sweep, prompt=prompt, model=model, width=size, height=size,
-                status=GenerationStatus.FAILED if failed else GenerationStatus.DONE, error=LOAD_ERROR if failed else "",
-                origin=Origin.IMPORTED if "API" in model.name else Origin.RENDERED,
-                seconds=None if "API" in model.name else 1.5 + mi, worker="gpu-1:4242", gpu_name="NVIDIA H200",
-                peak_vram_allocated=(8 + mi) * 2**30, peak_vram_reserved=(9 + mi) * 2**30,
-                settings_snapshot={"spec": {"num_inference_steps": 28, "guidance_scale": 3.5},
-                                   "environment": {"torch": "2.13.0", "diffusers": "0.42.1"}},
-                ocr_text="Deep Learnig" if prompt.expected_text else "", ocr_cer=0.08 if prompt.expected_text else None,
-            )
-            if not failed:
-                g.image.save("x.png", ContentFile(png_bytes((60 * mi % 256, 40 * pj % 256, 90), (size, size))), save=True)
-            gens[(mi, pj)] = g
+    for g in generations:
+        mi, pj = models.index(g.model), prompts.index(g.prompt)
+        failed = g.model.name == "Z-Image Turbo" and pj == 3
+        if failed:
+            g.status, g.error, g.image = GenerationStatus.FAILED, LOAD_ERROR, ""
+        g.origin = Origin.IMPORTED if "API" in g.model.name else Origin.RENDERED
+        g.seconds = None if "API" in g.model.name else 1.5 + mi
+        g.worker, g.gpu_name = "gpu-1:4242", "NVIDIA H200"
+        g.peak_vram_allocated, g.peak_vram_reserved = (8 + mi) * 2**30, (9 + mi) * 2**30
+        g.settings_snapshot = {"spec": {"num_inference_steps": 28, "guidance_scale": 3.5},
+                               "environment": {"torch": "2.13.0", "diffusers": "0.42.1"}}
+        g.ocr_text = "Deep Learnig" if g.prompt.expected_text else ""
+        g.ocr_cer = 0.08 if g.prompt.expected_text else None
+        g.save()
+        gens[(mi, pj)] = g
     return sweep, models, prompts, gens
 
 

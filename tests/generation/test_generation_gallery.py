@@ -15,8 +15,7 @@ from PIL import Image
 from generation.models import Generation, GenerationStatus, Sweep, SweepStatus, WorkerReport
 from generation.services import sweep_cancel, sweep_create
 from ratings import services as rating_services
-from tests.factories import GenerationFactory, ImageModelFactory, PromptFactory, PromptSuiteFactory
-from tests.ratings.helpers import make_sweep
+from tests.factories import GenerationFactory, ImageModelFactory, PromptFactory, PromptSuiteFactory, make_sweep
 
 pytestmark = pytest.mark.django_db
 

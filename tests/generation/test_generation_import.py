@@ -13,7 +13,7 @@ from PIL import Image, PngImagePlugin
 
 from generation.models import Backend, Generation, GenerationStatus, ImageModel, Origin
 from generation.selectors import sweep_progress
-from tests.ratings.helpers import make_sweep
+from tests.factories import make_sweep
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from generation.models import ImageModel, Origin
 from generation.services.imports import bundle_from_zip, sweep_images_import
 from ratings import services
 from ratings.models import Assignment
-from tests.ratings.helpers import make_sweep
+from tests.factories import make_sweep
 from tests.ratings.test_ratings_blindness import SECRET_MODELS, blindness_problems, crawl_study
 
 pytestmark = pytest.mark.django_db

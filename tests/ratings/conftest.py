@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.ratings.helpers import make_sweep
+from tests.factories import make_sweep
 
 
 @pytest.fixture

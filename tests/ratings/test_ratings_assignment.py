@@ -21,8 +21,7 @@ from ratings.models import (
 )
 from ratings.quality import panelist_quality
 from ratings.selectors import criteria_for_prompt, study_progress
-from tests.factories import PromptFactory
-from tests.ratings.helpers import make_sweep
+from tests.factories import PromptFactory, make_sweep
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,7 @@ from PIL import Image
 from generation.models import ImageModel
 from ratings import services
 from ratings.models import Assignment
-from tests.ratings.helpers import make_sweep
+from tests.factories import make_sweep
 
 pytestmark = pytest.mark.django_db
 

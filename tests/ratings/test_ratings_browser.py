@@ -9,7 +9,7 @@ from django.db.models import F
 from ratings import services
 from ratings.models import Assignment, AssignmentStatus, Rating, StudyItem, StudyStatus
 from ratings.selectors import panelist_invite_url
-from tests.ratings.helpers import make_sweep
+from tests.factories import make_sweep
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True),
               pytest.mark.usefixtures("allow_sync_orm_in_browser_tests")]

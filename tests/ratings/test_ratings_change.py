@@ -10,7 +10,7 @@ from django.utils import timezone
 from ratings import services
 from ratings.models import Assignment, AssignmentStatus, Rating, RatingChange, StudyItem, StudyStatus
 from ratings.selectors import CHANGE_LAST, criteria_for_prompt, panelist_changeable
-from tests.ratings.helpers import make_sweep
+from tests.factories import make_sweep
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.db import connection, connections
 from ratings import services
 from ratings.models import Assignment, AssignmentStatus, Rating, StudyItem
 from ratings.selectors import criteria_for_prompt
-from tests.ratings.helpers import make_sweep
+from tests.factories import make_sweep
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

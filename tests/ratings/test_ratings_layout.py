@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.files.base import ContentFile
 
 from ratings import services
-from tests.ratings.helpers import make_sweep, png_bytes
+from tests.factories import make_sweep
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True),
               pytest.mark.usefixtures("allow_sync_orm_in_browser_tests")]
@@ -22,11 +21,7 @@ LONG_PROMPT = "a lighthouse on a cliff at dusk, " * 125  # ~4,000 characters
 
 def _study(mode: str, *, long_prompt: bool = False):
     # Every prompt asks for text: three criteria on every item (the case the layout must fit).
-    sweep, _models, prompts, gens = make_sweep(n_models=2, n_prompts=2, text_prompts=2)
-    sweep.canvas_width = sweep.canvas_height = SIZE
-    sweep.save(update_fields=["canvas_width", "canvas_height"])
-    for i, g in enumerate(gens):
-        g.image.save("x.png", ContentFile(png_bytes((50 * i % 256, 90, 30 * i % 256), (SIZE, SIZE))), save=True)
+    sweep, _models, prompts, _gens = make_sweep(n_models=2, n_prompts=2, text_prompts=2, canvas=SIZE)
     if long_prompt:
         for p in prompts:
             p.text = LONG_PROMPT

@@ -11,8 +11,7 @@ from generation.models import Sweep
 from generation.signals import sweep_images_added
 from ratings import services
 from ratings.models import StudyItem
-from tests.factories import GenerationFactory, staff_user
-from tests.ratings.helpers import make_sweep
+from tests.factories import GenerationFactory, make_sweep, staff_user
 
 pytestmark = pytest.mark.django_db
 

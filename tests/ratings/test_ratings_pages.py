@@ -10,8 +10,7 @@ from django.urls import reverse
 from ratings import services
 from ratings.models import Assignment, AssignmentStatus, Panelist, Rating, StudyStatus
 from ratings.selectors import criteria_for_prompt
-from tests.factories import staff_user
-from tests.ratings.helpers import make_sweep
+from tests.factories import make_sweep, staff_user
 
 pytestmark = pytest.mark.django_db
 

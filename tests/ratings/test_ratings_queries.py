@@ -7,7 +7,7 @@ import re
 import pytest
 
 from ratings import services
-from tests.ratings.helpers import make_sweep
+from tests.factories import make_sweep
 
 pytestmark = pytest.mark.django_db
 

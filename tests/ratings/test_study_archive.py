@@ -17,7 +17,7 @@ from prompts.models import PromptSuite
 from ratings.models import Panelist, Rating, Study
 from ratings.results.services import ratings_simulate
 from ratings.services import study_create, study_open
-from tests.ratings.helpers import make_sweep
+from tests.factories import make_sweep
 
 pytestmark = pytest.mark.django_db
 

@@ -201,8 +201,8 @@ EMBEDDED_SETUP = textwrap.dedent("""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalsite.settings")
     django.setup()
     from ratings import services
-    from tests.factories import make_rendered_sweep
-    sweep, models, prompts = make_rendered_sweep(n_models=3, n_prompts=4)
+    from tests.factories import make_sweep
+    sweep, *_ = make_sweep(n_models=3, n_prompts=4, text_prompts=2)
     study = services.study_create(sweep=sweep, name="Embedded", mode="single", ratings_per_item=1, gold_enabled=False)
     services.study_open(study=study)
     print(study.pk)

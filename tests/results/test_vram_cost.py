@@ -74,7 +74,7 @@ def test_board_facts_from_the_latest_done_profile_and_the_price(rated):
     assert [(c.card_gb, c.setting, c.seconds) for c in fa.vram_fit.cards] == [(8, "", None), (24, "nf4", 5.42),
                                                                              (48, "bf16", 5.12)]
     assert fb.vram_fit is None and fb.min_vram_setting() == "not profiled"
-    # make_rendered_sweep: model A's images took 1.0-1.3 s (median 1.15) on an "NVIDIA H100"
+    # make_sweep: model A's images took 1.0-1.3 s (median 1.15) on an "NVIDIA H100"
     assert fa.usd_per_hour == 2.49 and fa.usd_per_1000_images == pytest.approx(1.15 * 1000 / 3600 * 2.49)
     header, rows = leaderboard_rows(board=board)
     assert header[-8:] == ["ocr_text_accuracy_pct", "ocr_ci_low", "ocr_ci_high", "ocr_n_images", "ocr_all_words_pct",

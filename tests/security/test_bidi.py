@@ -10,7 +10,7 @@ from evalsite.text_safety import bidi_safe, hidden_controls
 from prompts.models import Prompt
 from prompts.services import prompt_suite_import
 from ratings import services
-from tests.ratings.helpers import make_sweep
+from tests.factories import make_sweep
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,7 @@ from django.test import Client
 
 from ratings import services
 from ratings.models import Panelist
-from tests.factories import staff_user
-from tests.ratings.helpers import make_sweep
+from tests.factories import make_sweep, staff_user
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import pytest
 
 from ratings import services
 from ratings.models import Assignment, AssignmentStatus, Rating
-from tests.ratings.helpers import make_sweep
+from tests.factories import make_sweep
 
 pytestmark = pytest.mark.django_db
 
