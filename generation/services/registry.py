@@ -43,7 +43,8 @@ REFERENCE_MODELS: list[dict[str, Any]] = [
         "dtype": DType.BF16,
         "min_vram_gb": 24.0,
         "notes": "Guidance 7.0 as in the benchmark (vendor suggests 4.5-3.5). "
-        "Needs CPU offload (offload = model) on cards under ~24 GB.",
+        "Peak 28.1 GiB allocated (30.3 reserved) at 1024² bf16 on an H200: under ~32 GB use NF4 or "
+        "model offload (benchmarks/RESULTS.md, issue 14).",
     },
     {
         "slug": "flux-1-dev",
@@ -59,7 +60,9 @@ REFERENCE_MODELS: list[dict[str, Any]] = [
         "dtype": DType.BF16,
         "min_vram_gb": 24.0,
         "notes": "50 steps as in the benchmark (the diffusers default is 28). "
-        "Peak 22.7 GiB at 1024² bf16 on an H100; NF4 (4bit) brings it to 6.7 GiB.",
+        "Peak 33.8 GiB allocated (36.3 reserved) at 1024², 50 steps, bf16 on an H200; NF4 fits a 16 GB card "
+        "(9.5 s/image) and NF4 + model offload an 8 GB one (14.1 s), verified under memory caps "
+        "(benchmarks/RESULTS.md, issue 14).",
     },
     {
         "slug": "hunyuan-image-3",

@@ -231,6 +231,26 @@ def variance_components(d: Design, levels: dict[frozenset[str], Groups] | None =
     return Components(variance=variance, df=df, prompts_eff=prompts_eff, raters_eff=raters_eff)
 
 
+def _crossing(levels: dict[frozenset[str], Groups], *, inner: frozenset[str], outer: frozenset[str]) -> float:
+    """How completely the levels of ``inner`` are crossed with those of ``outer``, 0..1: the mean over
+    inner levels of (outer levels it reaches − 1) / (outer levels it could reach − 1). Fully crossed
+    (every prompt rated by every rater for every model), an inner effect is common to all outer levels
+    and cancels from their contrasts; reaching one outer level each, it stays in that level's mean."""
+    g_in, g_both, g_out = levels[inner], levels[inner | outer], levels[outer]
+    reached = np.bincount(g_in.inv[g_both.first], minlength=g_in.size).astype(np.float64)
+    shared = inner & outer
+    if shared:
+        g_sh = levels[shared]
+        outer_per_shared = np.bincount(g_sh.inv[g_out.first], minlength=g_sh.size)
+        possible = outer_per_shared[g_sh.inv[g_in.first]].astype(np.float64)
+    else:
+        possible = np.full(g_in.size, float(g_out.size))
+    ok = possible > 1
+    if not ok.any():
+        return 0.0
+    return float(np.mean((reached[ok] - 1.0) / (possible[ok] - 1.0)))
+
+
 def _effective_df(*, variance: np.ndarray, df: np.ndarray, levels: dict[frozenset[str], Groups], n: int
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Degrees of freedom of each component's *estimate*. A component is seen through the spread of its
@@ -238,7 +258,8 @@ def _effective_df(*, variance: np.ndarray, df: np.ndarray, levels: dict[frozense
     n̄ ratings, n̄ = Σ n_level² / N); the estimate is the difference of two mean squares, so by
     Satterthwaite it has df × (σ_f² / (σ_f² + within / n̄))² degrees of freedom, fewer than its levels
     when the levels hold few ratings (rater × model taste of three raters, each model's ratings spread
-    over them once: 8 → about 5). A factor whose every level holds one rating (prompt × model with each
+    over them once: 8 → about 5). ``within`` is the residual plus each other component in the measure
+    that it is *not* crossed with the factor (a crossed one cancels from the levels' contrasts). A factor whose every level holds one rating (prompt × model with each
     image rated once) cannot be told from the residual: its variance joins the residual's (the contrasts'
     variance is the same: both enter through the same weights)."""
     variance, df = variance.copy(), df.copy()
@@ -252,7 +273,9 @@ def _effective_df(*, variance: np.ndarray, df: np.ndarray, levels: dict[frozense
             continue
         count = levels[frozenset(keys)].count.astype(np.float64)
         n_bar = float(np.sum(count**2)) / max(n, 1)
-        within = sum(variance[h] for h, kh in enumerate(_FACTOR_KEYS) if kh is None or not kh <= keys)
+        within = variance[residual] + sum(
+            variance[h] * (1.0 - _crossing(levels, inner=frozenset(kh), outer=frozenset(keys)))
+            for h, kh in enumerate(_FACTOR_KEYS[:-1]) if kh is not None and variance[h] > 0 and not kh <= keys)
         share = variance[f] / (variance[f] + within / n_bar)
         df[f] = max(df[f] * share**2, 1.0)
     return variance, df

@@ -64,13 +64,20 @@ def test_variance_components_recover_a_known_crossed_design():
     assert np.allclose(comps.variance, sample, atol=0.12, rtol=0.35), (comps.variance, sample, truth)
     # d.f. of each estimate: the levels' d.f. (raters: 11; taste: 11 × 3) times (σ² / (σ² + within / n̄))²,
     # the share of a level mean's spread that is the component (Satterthwaite on the difference of mean squares)
+    # (within: the residual and the other components as far as they are not crossed with the factor)
     v = comps.variance
+    d = cr.design(scores=y, model=m, prompt=p, rater=r, n_models=n_m)
+    lv = {t: cr.groups(d, t) for t in cr._SUBSETS}
+    cross = lambda inner, outer: cr._crossing(lv, inner=frozenset(inner), outer=frozenset(outer))  # noqa: E731
+    assert cross("pm", "rm") == pytest.approx(2 / 11)  # an image reaches 3 of the 12 (rater, its model) levels
+    assert 0.15 < cross("p", "rm") < 11 / 47 + 1e-9  # a prompt's 4 images × 3 raters: at most 12 of 48
     n_bar_r, n_bar_rm = y.size / n_r, y.size / (n_r * n_m)
-    share_r = v[1] / (v[1] + (v[0] + v[2] + v[3] + v[4]) / n_bar_r)
-    share_rm = v[3] / (v[3] + (v[0] + v[2] + v[4]) / n_bar_rm)
+    share_r = v[1] / (v[1] + (v[4] + v[0] * (1 - cross("p", "r")) + v[2] * (1 - cross("pm", "r"))
+                              + v[3] * (1 - cross("rm", "r"))) / n_bar_r)
+    share_rm = v[3] / (v[3] + (v[4] + v[0] * (1 - cross("p", "rm")) + v[2] * (1 - cross("pm", "rm"))) / n_bar_rm)
     assert comps.df[1] == pytest.approx((n_r - 1) * share_r**2, rel=0.05)
     assert comps.df[3] == pytest.approx((n_r - 1) * 3 * share_rm**2, rel=0.05)
-    assert comps.df[3] < (n_r - 1) * 3 * 0.8  # 30 ratings per taste level: clearly fewer than 33
+    assert comps.df[3] < (n_r - 1) * 3 * 0.9  # 30 ratings per taste level: fewer than 33
 
 
 def test_a_factor_with_one_rating_per_level_joins_the_residual():
@@ -266,3 +273,16 @@ def test_criteria_rated_in_the_same_answers_share_one_layout():
         assert np.allclose(again[e].mean_ci[0], alone[e].mean_ci[0], equal_nan=True)
         assert np.allclose(again[e].diff_ci[1], alone[e].diff_ci[1], equal_nan=True)
     assert not np.allclose(first[RANDOM].mean, again[RANDOM].mean)
+
+
+def test_crossing_is_one_when_every_rater_rates_every_image_and_zero_when_each_image_once():
+    rng = np.random.default_rng(8)
+    full = _balanced(n_prompts=15, n_raters=3, k=3, n_models=4, rng=rng, scores_of=lambda m, p, r: 5.0 + 0 * m)
+    once = _balanced(n_prompts=15, n_raters=3, k=1, n_models=4, rng=rng, scores_of=lambda m, p, r: 5.0 + 0 * m)
+    for (y, m, p, r), want in ((full, 1.0), (once, 0.0)):
+        d = cr.design(scores=y, model=m, prompt=p, rater=r, n_models=4)
+        lv = {t: cr.groups(d, t) for t in cr._SUBSETS}
+        assert cr._crossing(lv, inner=frozenset("pm"), outer=frozenset("rm")) == pytest.approx(want)
+    d = cr.design(scores=full[0], model=full[1], prompt=full[2], rater=full[3], n_models=4)
+    lv = {t: cr.groups(d, t) for t in cr._SUBSETS}
+    assert cr._crossing(lv, inner=frozenset("p"), outer=frozenset("rm")) == pytest.approx(1.0)
