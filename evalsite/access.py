@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from django.contrib.auth.models import Group, Permission
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
@@ -73,8 +74,6 @@ def user_may(user, perm: str) -> bool:
 
 def roles_ensure() -> dict[str, int]:
     """Create or update the role groups with exactly their permissions; returns permissions per group."""
-    from django.contrib.auth.models import Group, Permission
-
     out = {}
     for name, perms in ROLES.items():
         group, _ = Group.objects.get_or_create(name=name)

@@ -6,6 +6,7 @@ def _roles_after_migrate(sender, **kwargs):
     # ratings migrates last of the apps whose permissions the roles use.
     if sender.label != "ratings":
         return
+    # Not at the top: access imports the auth models, which can't load while the app registry is populated.
     from evalsite.access import roles_ensure
 
     try:

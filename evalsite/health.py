@@ -20,6 +20,8 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
+from evalsite.celery import app
+
 HEALTHZ_PATH = "/healthz"
 BROKER_TIMEOUT_SECONDS = 3.0
 
@@ -70,8 +72,6 @@ def check_cache() -> str | None:
 
 
 def check_broker() -> str | None:
-    from evalsite.celery import app
-
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT_SECONDS)

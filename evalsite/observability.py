@@ -11,6 +11,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+
+from evalsite.celery import app
+
 if TYPE_CHECKING:
     from sentry_sdk.types import Event, Hint
 
@@ -44,6 +48,7 @@ def _scrub_event(event: Event, hint: Hint) -> Event:
 
 def sentry_init(*, dsn: str, environment: str, traces_sample_rate: float) -> None:
     """Errors of the web process and the workers go to Sentry; no personal data, tokens masked."""
+    # Optional: Sentry loads only in a process whose settings set SENTRY_DSN.
     import sentry_sdk
     from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.django import DjangoIntegration
@@ -58,6 +63,8 @@ class EvalsiteCollector:
     images rendered by workers on other hosts count too."""
 
     def collect(self) -> Iterator[Any]:
+        # settings.py imports this module (sentry_init): the models load at scrape time (and prometheus_client
+        # only where metrics are on).
         from django.db.models import Count
         from django.utils import timezone
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -97,11 +104,8 @@ class EvalsiteCollector:
     @staticmethod
     def _broker_depth() -> dict[str, int] | None:
         """Messages waiting in the gpu and default queues (Redis only; None elsewhere or when unreachable)."""
-        from django.conf import settings
-
         if not str(settings.CELERY_BROKER_URL).startswith(("redis://", "rediss://")):
             return None
-        from evalsite.celery import app
 
         try:
             with app.connection_for_read() as conn:

@@ -1,10 +1,13 @@
+import os
 import secrets
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 
 from evalsite.access import PERM_EXPORT_RATINGS, PERM_MANAGE_STUDY, PERM_VIEW_RESULTS, user_may
 from evalsite.health import healthz_response
+from evalsite.observability import EvalsiteCollector
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -24,13 +27,9 @@ def home(request: HttpRequest) -> HttpResponse:
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition (EVALSITE_METRICS=1). With PROMETHEUS_MULTIPROC_DIR set (several gunicorn
     processes), the per-process metrics are merged; evalsite's own come from the database either way."""
-    import os
-
+    # Optional: prometheus_client loads only where EVALSITE_METRICS=1 routes /metrics here.
     import prometheus_client
-    from django.conf import settings
     from prometheus_client import multiprocess
-
-    from evalsite.observability import EvalsiteCollector
 
     if settings.METRICS_TOKEN and not secrets.compare_digest(
             request.headers.get("Authorization", ""), f"Bearer {settings.METRICS_TOKEN}"):

@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from evalsite.access import PERM_MANAGE_MODELS, PERM_REMOTE_CODE
 
@@ -53,9 +55,6 @@ class SweepAdmin(admin.ModelAdmin):
 
     @admin.display(description="Progress")
     def progress_link(self, obj):
-        from django.urls import reverse
-        from django.utils.html import format_html
-
         return format_html('<a href="{}">sweep progress</a>', reverse("generation:sweep_detail", args=[obj.pk]))
     filter_horizontal = ("image_models",)
 
@@ -81,9 +80,6 @@ class GenerationAdmin(admin.ModelAdmin):
 
 def _staff_thumbnail_html(obj: Generation, *, width: int, full_size: bool = False):
     """A thumbnail linking the staff image page (the stored file is served by staff views, not /media/)."""
-    from django.urls import reverse
-    from django.utils.html import format_html
-
     if not obj.image:
         return "–"
     html = format_html('<a href="{}"><img src="{}" alt="" width="{}" loading="lazy"></a>',

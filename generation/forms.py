@@ -3,10 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from generation.models import Backend, ImageFormat, ImageModel
-from prompts.models import PromptSuite
+from prompts.models import Prompt, PromptSuite
 
 
 class ImageModelAdminForm(forms.ModelForm):
@@ -29,10 +29,6 @@ class ImageModelAdminForm(forms.ModelForm):
 
 
 def prompt_category_choices() -> list[tuple[str, str]]:
-    from django.db.models import Count
-
-    from prompts.models import Prompt
-
     rows = Prompt.objects.exclude(category="").values("category").annotate(n=Count("pk")).order_by("category")
     return [(r["category"], r["category"]) for r in rows]
 

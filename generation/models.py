@@ -10,6 +10,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from generation.validation import image_model_errors
+
 
 class Backend(models.TextChoices):
     DIFFUSERS = "diffusers", "diffusers pipeline"
@@ -96,8 +98,6 @@ class ImageModel(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from generation.validation import image_model_errors
-
         errors = image_model_errors(model=self)
         if errors:
             raise ValidationError(errors)

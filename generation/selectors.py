@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
+from django.core.paginator import Paginator
 from django.db.models import Avg, Count, Max, Min, Q
+from django.utils import timezone
 
-from generation.models import Generation, GenerationStatus, ImageModel, Origin, Sweep, VramProfile, VramProfileStatus
+from generation.models import (
+    Generation,
+    GenerationStatus,
+    ImageModel,
+    Origin,
+    Sweep,
+    VramProfile,
+    VramProfileStatus,
+    WorkerReport,
+)
 
 
 def sweep_progress(*, sweep: Sweep) -> list[dict[str, Any]]:
@@ -194,8 +206,6 @@ def sweep_gallery(
 
     Filters: a prompt category, one model, failed images only. Rows are paginated by prompt.
     """
-    from django.core.paginator import Paginator
-
     models = list(sweep.image_models.order_by("name", "pk"))
     gens = Generation.objects.filter(sweep=sweep)
     if category:
@@ -281,12 +291,6 @@ def worker_capabilities(*, image_models: list[ImageModel], max_age_seconds: floa
     {model_id: {"loadable": bool | None (no worker reported), "workers": [...], "reasons": [...]}}
     Reports older than max_age_seconds are ignored (a worker that left says nothing about now).
     """
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from generation.models import WorkerReport
-
     fresh = list(WorkerReport.objects.filter(reported_at__gte=timezone.now() - timedelta(seconds=max_age_seconds)))
     out: dict[int, dict] = {}
     for m in image_models:

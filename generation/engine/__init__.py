@@ -15,6 +15,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in ("Engine", "free_memory"):
+        # The lazy part: engine.py imports torch, which the web process never loads.
         from . import engine
 
         return getattr(engine, name)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .spec import looks_local
+
 # The file that proves a repo is in the local hub cache: a diffusers pipeline's index, else a config.
 _MARKER_FILES = {"diffusers": ("model_index.json",), "transformers": ("config.json",)}
 
@@ -42,6 +44,7 @@ def hub_reachable(*, timeout: float = 2.0) -> bool:
 
 def machine_describe(*, vram_budget_bytes: int | None = None, check_hub: bool = True) -> Machine:
     """This process's device and memory (a VRAM budget, when set, caps the GPU's memory)."""
+    # The web process imports this module (worker reports): torch loads only where a worker describes itself.
     import torch
 
     if torch.cuda.is_available():
@@ -58,6 +61,7 @@ def machine_describe(*, vram_budget_bytes: int | None = None, check_hub: bool = 
 
 def weights_cached(*, source: str, revision: str = "", backend: str = "diffusers") -> bool:
     """Whether a hub repo's weights are in the local hub cache (its index/config file is there)."""
+    # Only a worker asks its hub cache; the web process imports this module without it.
     from huggingface_hub import try_to_load_from_cache
 
     for filename in _MARKER_FILES.get(backend, ("config.json",)):
@@ -71,8 +75,6 @@ def model_loadable(
     *, source: str, backend: str, machine: Machine, revision: str = "", min_vram_gb: float | None = None
 ) -> tuple[bool, str]:
     """(loadable, why) for one model on one machine; `why` says what was found either way."""
-    from .loading import looks_local
-
     if looks_local(source):
         path = Path(source).expanduser()
         if not path.is_dir():

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.machinery
+import inspect
 import sys
 import types
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 _SHIMS: set[object] = set()  # the functions put in place here (a second install leaves them alone)
@@ -47,8 +49,6 @@ def _torchvision_transforms() -> str | None:
 
     class ToTensor:
         def __call__(self, image):
-            import numpy as np
-
             array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.float32)
             return torch.from_numpy(array / 255.0).permute(2, 0, 1).contiguous()
 
@@ -75,12 +75,14 @@ def _siglip2_processor() -> str | None:
     """hunyuan's image_processor.py builds `transformers.Siglip2ImageProcessorFast` (the torchvision
     backend in transformers 5). Without torchvision, the PIL backend of the same processor
     (Siglip2ImageProcessorPil, same options) is given that name."""
+    # Each shim imports transformers itself: only remote-code models need the shims (engine.py imports
+    # this module for every model).
     import transformers
     from transformers.utils import is_torchvision_available
 
     if is_torchvision_available():
         return None
-    try:
+    try:  # the PIL backend of the processor, where this transformers has it
         from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2ImageProcessorPil
     except ImportError:
         return None
@@ -99,8 +101,7 @@ def _static_layer_one_argument() -> str | None:
     """transformers 5's StaticLayer.lazy_initialization(key_states, value_states) takes the value
     states too (K and V may differ in head dim); HunyuanStaticCache.update (written for 4.56) passes
     only the keys. Its K and V have one head dim, so the keys stand in for the values' shape."""
-    import inspect
-
+    # As above: transformers only when a remote-code model loads.
     from transformers import cache_utils
 
     layer = getattr(cache_utils, "StaticLayer", None)
@@ -132,8 +133,7 @@ def cpu_remote_code() -> Iterator[None]:
     set_device(None) does nothing (CUDA devices are passed through unchanged). Its nvtx.range
     markers need a CUDA build of torch: on a CPU-only build they become no-op contexts. Its
     torch.autocast(device_type="cuda") regions become CPU autocast regions in bf16."""
-    from torch.cuda import nvtx
-
+    nvtx = torch.cuda.nvtx
     original = torch.cuda.set_device
     original_range = nvtx.range
     if not torch.backends.cuda.is_built():

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from . import compat, loading
-from .spec import LoadError, ModelSpec, OutOfMemory, RenderOutcome, RenderRequest
+from .spec import LoadError, ModelSpec, OutOfMemory, RenderOutcome, RenderRequest, looks_local
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def free_memory() -> None:
 
 def _quiet_progress_bars() -> None:
     """A worker's log is for events, not tqdm bars of every load and step."""
+    # diffusers and transformers take seconds to import: they load when an Engine starts, not with this module.
     import diffusers
     import transformers
 
@@ -139,6 +140,7 @@ class Engine:
 
     def environment(self) -> dict[str, Any]:
         """Versions and hardware, for the settings snapshot of every Generation."""
+        # diffusers and transformers take seconds to import: they load when an Engine starts, not with this module.
         import diffusers
         import transformers
 
@@ -152,12 +154,14 @@ class Engine:
             "cuda": torch.version.cuda or "",
         }
         try:
+            # Optional: accelerate may be absent; the snapshot then has no version for it.
             import accelerate
 
             env["accelerate"] = accelerate.__version__
         except ImportError:
             pass
         try:
+            # Optional: bitsandbytes is missing or fails without its native library on some hosts.
             import bitsandbytes
 
             env["bitsandbytes"] = bitsandbytes.__version__
@@ -209,7 +213,7 @@ class Engine:
         if key in self._known_sizes:
             return self._known_sizes[key]
         path = Path(spec.source).expanduser()
-        if loading.looks_local(spec.source) and path.is_dir():
+        if looks_local(spec.source) and path.is_dir():
             weights = [p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt")]
             return sum(p.stat().st_size for p in weights)
         return 0

@@ -12,12 +12,16 @@ named after the directory.
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .compat import install_remote_code_shims
 
 AUTO_MAP = {
     "AutoConfig": "configuration_hunyuan.HunyuanImage3Config",
@@ -70,6 +74,7 @@ VIT_TINY = VIT_FULL | dict(hidden_size=16, intermediate_size=32, num_hidden_laye
 
 def tokenizer(*, vocab_size: int):
     """Byte-level BPE over the 256 byte symbols (no merges) + the special tokens the wrapper needs."""
+    # transformers takes seconds to import: loaded by the builder that needs it.
     from transformers import Qwen2Tokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -117,9 +122,6 @@ def build(*, code_dir: Path, path: Path, size: dict[str, Any] = TINY, vae: dict[
           device: str = "cpu", steps: int | None = None) -> Path:
     """Write a loadable model directory: the vendor's code, config.json with auto_map, random weights,
     generation_config.json and a tokenizer the vendor's TokenizerWrapper accepts."""
-    import importlib
-    import sys
-
     code_dir = Path(code_dir)
     if "." in path.name:
         raise ValueError(f"{path.name!r}: transformers can't import remote code from a directory with dots")
@@ -137,10 +139,9 @@ def build(*, code_dir: Path, path: Path, size: dict[str, Any] = TINY, vae: dict[
         "bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"],
         "pad_token_id": config["pad_token_id"]}
     (path / "generation_config.json").write_text(json.dumps(generation, indent=2))
-    # Instantiate through transformers' own dynamic-module loader (the code that from_pretrained runs).
+    # Instantiate through transformers' own dynamic-module loader (the code that from_pretrained runs);
+    # transformers takes seconds to import, so only this builder loads it.
     from transformers import AutoConfig, AutoModelForCausalLM
-
-    from .compat import install_remote_code_shims
 
     install_remote_code_shims()
     hf_config = AutoConfig.from_pretrained(path, trust_remote_code=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +16,9 @@ from typing import Any
 
 import torch
 
-from .spec import LoadError, ModelSpec
+from . import hunyuan3
+from .compat import install_remote_code_shims
+from .spec import LoadError, ModelSpec, looks_local
 
 DENOISER_NAMES = ("transformer", "transformer_2", "unet", "prior", "decoder")
 FAST_FP8_KEY = "fast_mode_fp8"  # load_params flag: FP8 matmuls in fast mode (Hopper+, torchao)
@@ -105,11 +106,6 @@ class Loaded:
     notes: list[str] = field(default_factory=list)
 
 
-def looks_local(source: str) -> bool:
-    """A path, not a hub id: absolute, relative with ./ or ~, or an existing directory."""
-    return source.startswith(("/", "./", "../", "~")) or os.path.isdir(source)
-
-
 def module_bytes(module: torch.nn.Module) -> int:
     """Parameter + buffer bytes (quantized weights count at their packed size)."""
     total = 0
@@ -154,6 +150,7 @@ def quantized_components(*, components: dict[str, Any]) -> list[str]:
 
 
 def _read_model_index(spec: ModelSpec) -> dict[str, Any]:
+    # Each backend imports only its library (diffusers or transformers), each seconds to import.
     from diffusers import DiffusionPipeline
 
     try:
@@ -163,6 +160,7 @@ def _read_model_index(spec: ModelSpec) -> dict[str, Any]:
 
 
 def _pipeline_class(spec: ModelSpec) -> Any:
+    # Each backend imports only its library (diffusers or transformers), each seconds to import.
     import diffusers
 
     if not spec.pipeline_class:
@@ -185,6 +183,7 @@ def _check_source(spec: ModelSpec) -> None:
 
 def pipeline_quantization(spec: ModelSpec, names: list[str]) -> Any:
     """diffusers' PipelineQuantizationConfig for bitsandbytes NF4 / 8-bit on the named components."""
+    # Only a quantized diffusers model needs it (see above).
     from diffusers.quantizers import PipelineQuantizationConfig
 
     backend = "bitsandbytes_4bit" if spec.quantization == "4bit" else "bitsandbytes_8bit"
@@ -300,9 +299,8 @@ def quantization_skip_modules(spec: ModelSpec) -> list[str] | None:
         if not isinstance(skip, (list, tuple)) or not all(isinstance(n, str) and n for n in skip):
             raise LoadError(f"model {spec.slug!r}: load_params[{QUANT_SKIP_KEY!r}] must be a list of module names")
         return list(skip) or None
+    # transformers only for the transformers backend (see load_transformers)
     from transformers import PretrainedConfig
-
-    from . import hunyuan3
 
     try:
         config, _ = PretrainedConfig.get_config_dict(spec.source, revision=spec.revision or None)
@@ -316,6 +314,7 @@ def quantization_skip_modules(spec: ModelSpec) -> list[str] | None:
 def transformers_quantization(spec: ModelSpec) -> Any:
     """BitsAndBytesConfig (NF4 or 8-bit) for the transformers backend, keeping quantization_skip_modules
     unquantized."""
+    # transformers only for the transformers backend (see load_transformers)
     from transformers import BitsAndBytesConfig
 
     skip = quantization_skip_modules(spec)
@@ -328,9 +327,8 @@ def transformers_quantization(spec: ModelSpec) -> Any:
 def load_transformers(spec: ModelSpec, *, device: str, offload: str,
                       max_gpu_bytes: int | None = None) -> tuple[Any, str, list[str]]:
     """HunyuanImage-3.0 style: AutoModelForCausalLM with its own code and a generate_image()."""
+    # Each backend imports only its library (diffusers or transformers), each seconds to import.
     from transformers import AutoModelForCausalLM
-
-    from .compat import install_remote_code_shims
 
     _check_source(spec)
     notes: list[str] = install_remote_code_shims()
@@ -376,6 +374,7 @@ def _fp8(module: torch.nn.Module, *, device: str) -> str:
     if torch.cuda.get_device_capability(device) < (8, 9):
         return "fp8 skipped: needs compute capability 8.9+ (Ada/Hopper)"
     try:
+        # Optional: torchao is the fast-mode extra (requirements-fast.txt); its absence is a note, not an error.
         from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
     except ImportError as exc:
         return f"fp8 skipped: torchao is not importable ({exc})"

@@ -12,6 +12,8 @@ Policy (blindness is a security property, DESIGN.md):
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from typing import Any
 
 from PIL import Image, ImageOps
@@ -86,16 +88,11 @@ def serving_budget(*, fmt: str, width: int, height: int) -> int:
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    import struct
-    import zlib
-
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 def _png_parts(data: bytes) -> tuple[bytes, bytes]:
     """(IHDR data, all IDAT data joined) of a PNG; every other chunk is dropped."""
-    import struct
-
     if not data.startswith(PNG_SIGNATURE):
         raise ValueError("not a PNG")
     pos, ihdr, idat = 8, None, []
@@ -130,8 +127,6 @@ def pad_for_serving(data: bytes, *, fmt: str, width: int, height: int) -> bytes:
         return b"".join((PNG_SIGNATURE, _png_chunk(b"IHDR", ihdr), _png_chunk(b"IDAT", idat),
                          _png_chunk(PNG_PAD_CHUNK, bytes(target - core)), _png_chunk(b"IEND", b"")))
     if data[:4] == b"RIFF":
-        import struct
-
         data = data[:8 + struct.unpack("<I", data[4:8])[0]]  # the RIFF container only
     target = budget * max(1, -(-len(data) // budget))
     return data + bytes(target - len(data))

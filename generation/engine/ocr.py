@@ -102,6 +102,7 @@ def text_check(image, *, expected: str, language: str = "", timeout: float = 30.
     Tesseract as it is, with no second encoding)."""
     languages = tesseract_languages(language)
     try:
+        # Inside the try: a missing or broken pytesseract is recorded as an OCR failure, never an import error.
         import pytesseract
 
         # one uniform block of text (psm 6): of psm 3/6/7/11/12 the best on clean text in eng, deu, chi_sim
@@ -116,6 +117,7 @@ def text_check(image, *, expected: str, language: str = "", timeout: float = 30.
 
 def tesseract_version() -> str:
     try:
+        # Inside the try: a missing or broken pytesseract is recorded as an OCR failure, never an import error.
         import pytesseract
 
         return str(pytesseract.get_tesseract_version())

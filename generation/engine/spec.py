@@ -7,6 +7,7 @@ engine never sees a database row, so it can run and be benchmarked alone on a GP
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,6 +15,11 @@ BACKENDS = ("diffusers", "transformers")
 DTYPES = ("bfloat16", "float16", "float32")
 QUANTIZATIONS = ("none", "8bit", "4bit")
 OFFLOADS = ("none", "model", "sequential")
+
+
+def looks_local(source: str) -> bool:
+    """A model source that is a path, not a hub id: absolute, relative with ./ or ~, or an existing directory."""
+    return source.startswith(("/", "./", "../", "~")) or os.path.isdir(source)
 
 
 class EngineError(Exception):

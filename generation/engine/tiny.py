@@ -10,8 +10,10 @@ is not a tie by construction.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import string
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,7 @@ _CHARS = string.ascii_lowercase + string.digits + string.punctuation
 # ----------------------------------------------------------------------------- tokenizers
 def clip_tokenizer():
     """CLIP BPE with single-character pieces only (merges=[]): ids stay below 200."""
+    # diffusers/transformers are imported by each builder: seconds each, and a builder needs only its own classes.
     from transformers import CLIPTokenizer
 
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
@@ -73,6 +76,7 @@ def clip_tokenizer():
 
 def t5_tokenizer():
     """T5 Unigram over single characters; no <extra_id_*> tokens so ids stay below the vocab size."""
+    # As above: each builder imports only its classes.
     from transformers import T5Tokenizer
 
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
@@ -90,6 +94,7 @@ QWEN_CHAT_TEMPLATE = (
 
 def qwen_tokenizer():
     """Byte-level BPE over the 256 byte symbols (no merges) + Qwen's chat special tokens."""
+    # As above: each builder imports only its classes.
     from transformers import Qwen2Tokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -104,6 +109,7 @@ def qwen_tokenizer():
 
 # ----------------------------------------------------------------------------- shared parts
 def _clip_config():
+    # As above: each builder imports only its classes.
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
@@ -114,6 +120,7 @@ def _clip_config():
 
 
 def _t5_encoder():
+    # As above: each builder imports only its classes.
     from transformers import T5Config, T5EncoderModel
 
     return T5EncoderModel(T5Config(
@@ -136,6 +143,7 @@ def _fix_empty_parameters(module: torch.nn.Module) -> None:
 
 # ----------------------------------------------------------------------------- builders
 def _sd3():
+    # As above: each builder imports only its classes.
     from diffusers import (
         AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
@@ -163,6 +171,7 @@ def _sd3():
 
 
 def _flux():
+    # As above: each builder imports only its classes.
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextModel
 
@@ -185,6 +194,7 @@ def _flux():
 
 
 def _zimage():
+    # As above: each builder imports only its classes.
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
     from transformers import Qwen3Config, Qwen3Model
 
@@ -210,6 +220,7 @@ def _zimage():
 
 
 def _ernie():
+    # As above: each builder imports only its classes.
     from diffusers import (
         AutoencoderKLFlux2,
         ErnieImagePipeline,
@@ -249,9 +260,6 @@ def _ernie():
 
 def _hunyuan(path: Path) -> None:
     """A causal-LM-style model with its own code (auto_map) and a generate_image(), like HunyuanImage-3.0."""
-    import importlib.util
-    import sys
-
     here = Path(__file__).parent / "tiny_hunyuan"
     path.mkdir(parents=True, exist_ok=True)
     for name in ("configuration_tiny_hunyuan.py", "modeling_tiny_hunyuan.py"):

@@ -29,11 +29,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
+from PIL import Image, UnidentifiedImageError
 
 from evalsite.errors import ServiceError
+from generation.engine.normalize import EXTENSIONS, normalize_image
+from generation.engine.ocr import text_check
 from generation.models import Backend, Generation, GenerationStatus, ImageModel, Origin, Sweep
 from generation.signals import sweep_images_added
 from prompts.models import Prompt
+
+from .rendering import generation_ocr_fields
+from .thumbnails import generation_thumbnail
 
 logger = logging.getLogger(__name__)
 
@@ -326,8 +332,6 @@ def _where(bundle: Bundle, row: _Row) -> str:
 
 def _decode(data: bytes, *, where: str, problems: list[str]):
     """The image, fully decoded, or None with the reason in problems (not an image, a bomb, truncated)."""
-    from PIL import Image, UnidentifiedImageError
-
     limit = settings.IMAGE_IMPORT_MAX_PIXELS
     try:
         with warnings.catch_warnings():
@@ -387,8 +391,6 @@ def sweep_images_import(*, sweep: Sweep, model_name: str, bundle: Bundle, create
 
     Returns {"model": ImageModel, "images": n, "created_model": bool}.
     """
-    from generation.engine.normalize import normalize_image
-
     problems = list(bundle.problems)
     if not model_name.strip():
         problems.append("give the model's name (--model)")
@@ -428,12 +430,6 @@ _new_imported_model = image_model_create_imported  # the name ratings.services.i
 
 
 def _write(*, sweep, model, model_name, bundle, rows, native, normalize) -> dict[str, Any]:
-    from PIL import Image
-
-    from generation.engine.normalize import EXTENSIONS
-
-    from .thumbnails import generation_thumbnail
-
     saved: list[str] = []
     storage = Generation._meta.get_field("image").storage
     created_model = model is None
@@ -484,11 +480,6 @@ def _ocr(*, generation: Generation, data: bytes) -> None:
     prompt = generation.prompt
     if not prompt.expected_text:
         return
-    from PIL import Image
-
-    from generation.engine.ocr import text_check
-
-    from .rendering import generation_ocr_fields
 
     check = text_check(Image.open(io.BytesIO(data)), expected=prompt.expected_text, language=prompt.language)
     for name, value in generation_ocr_fields(check=check).items():

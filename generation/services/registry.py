@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 from django.db import transaction
 
+from generation.engine.demo_draw import DEMO_MODELS, PAINTERS
 from generation.models import Backend, DType, ImageModel, Offload, Quantization
 
 logger = logging.getLogger(__name__)
@@ -149,8 +151,6 @@ def _demo_model_complete(path: Path) -> bool:
 
 def _build_atomically(*, path: Path, rebuild: bool, build) -> bool:
     """Build into ``path`` unless it is complete; a killed build never leaves a half-written model behind."""
-    import shutil
-
     if not rebuild and _demo_model_complete(path):
         return False
     if path.exists():
@@ -166,7 +166,7 @@ def _build_atomically(*, path: Path, rebuild: bool, build) -> bool:
 def demo_models_build(*, model_dir: Path, rebuild: bool = False) -> list[tuple[ImageModel, bool]]:
     """Build the five demo painters (pipelines that draw the prompt, with known flaws) under ``model_dir``
     and register them. Returns (model, built) pairs; a complete directory is reused (idempotent)."""
-    from generation.engine.demo_draw import DEMO_MODELS, PAINTERS
+    # torch and diffusers: only building the painters loads them (the web process imports this module).
     from generation.engine.demo_draw.pipeline import save_demo_painter
 
     model_dir = Path(model_dir)
@@ -183,6 +183,7 @@ def demo_models_build(*, model_dir: Path, rebuild: bool = False) -> list[tuple[I
 def tiny_models_build(*, model_dir: Path, rebuild: bool = False) -> list[tuple[ImageModel, bool]]:
     """Build the tiny random-weight pipelines of the real architectures (loading tests, benchmarks) and
     register them; like ``demo_models_build``, idempotent."""
+    # torch and diffusers: only building the tiny pipelines loads them (the web process imports this module).
     from generation.engine.tiny import TINY_MODELS, build_tiny_pipeline
 
     model_dir = Path(model_dir)

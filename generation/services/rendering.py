@@ -24,6 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 from PIL import Image
 
+from generation.engine import LoadError, OutOfMemory
 from generation.engine.normalize import EXTENSIONS, normalize_image
 from generation.engine.ocr import TextCheck, text_check
 from generation.engine.spec import ModelSpec, RenderOutcome, RenderRequest
@@ -379,8 +380,6 @@ def generation_chunk_render(
 def _chunk_render(
     *, sweep_id: int, model_id: int, generation_ids: list[int], worker: str | None, engine: Engine | None,
 ) -> ChunkResult:
-    from generation.engine import LoadError, OutOfMemory
-
 
     worker = worker or worker_name()
     result = ChunkResult()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 
 from django.core.files.base import ContentFile
+from PIL import Image
 
 from generation.models import Generation
 
@@ -30,7 +31,6 @@ def generation_thumbnail(*, generation: Generation) -> str | None:
         return name
     if not storage.exists(source):
         return None  # the row names a file the storage lost: nothing to show
-    from PIL import Image
 
     with generation.image.open("rb") as handle:
         opened = Image.open(handle)

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from evalsite.errors import ServiceError
+from generation.engine import profile as card_profile
 from generation.engine.profile import CARD_CLASSES_GB, CONTEXT_GIB, SETTING_NAMES, NoGPU, card_cap_bytes
 from generation.models import Backend, ImageModel, VramProfile, VramProfileStatus
 from generation.signals import vram_profile_done
@@ -128,8 +129,6 @@ def vram_profile_run(*, profile_id: int, engine: Engine | None = None,
     card above it would be measured under the ceiling, not under its own size); the report says so.
     ``on_result`` sees the report after each step (the command prints progress from it).
     """
-    from generation.engine import profile as card_profile
-
     profile = VramProfile.objects.select_related("image_model").filter(pk=profile_id).first()
     if profile is None or not _claim(profile_id=profile_id, worker=worker_name()):
         return profile
@@ -142,6 +141,7 @@ def vram_profile_run(*, profile_id: int, engine: Engine | None = None,
     try:
         if own_engine:
             engine_models_release()  # the worker's cached models leave the card to the profile
+            # torch: only a worker running a profile loads it (the web process imports this module).
             from generation.engine import Engine
 
             engine = Engine(memory_cap_bytes=ceiling, memory_ceiling_bytes=ceiling, oom_retry=False)

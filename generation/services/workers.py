@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from generation.engine.capability import machine_describe, model_loadable
 from generation.models import Backend, ImageModel, WorkerReport
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,6 @@ class Capability(TypedDict):
 
 def worker_report_capabilities(*, worker: str, machine=None) -> WorkerReport:
     """Check every enabled, renderable model on this worker and store the answers."""
-    from generation.engine.capability import machine_describe, model_loadable
-
     if machine is None:
         budget = settings.GPU_VRAM_BUDGET_GB
         machine = machine_describe(vram_budget_bytes=int(budget * 2**30) if budget else None)

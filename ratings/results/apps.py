@@ -14,4 +14,5 @@ class ResultsConfig(AppConfig):
     verbose_name = "Results"
 
     def ready(self) -> None:
+        # Here, not at the top: the receivers import the models, which need the app registry ready.
         from . import receivers  # noqa: F401  (connects the snapshot refresh to ratings' change signal)

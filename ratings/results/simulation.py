@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import ndtr
 
 from .. import active
 from . import stats
@@ -300,8 +301,6 @@ def _skewed(rng: np.random.Generator, size) -> np.ndarray:
 
 def _expected_score(latent: np.ndarray, sd: np.ndarray) -> np.ndarray:
     """E clip(round(latent + sd·ε), 1, 10) for ε ~ N(0, 1), exactly (ten-step staircase)."""
-    from scipy.special import ndtr
-
     steps = np.arange(1, 10) + 0.5
     return 1.0 + ndtr((latent[..., None] - steps) / sd[..., None]).sum(axis=-1)
 

@@ -23,6 +23,14 @@ from django.contrib.auth import get_user_model
 from django.core.management import BaseCommand, CommandError, call_command
 from django.db import transaction
 
+from generation.engine.demo_draw import DEMO_MODELS
+from generation.models import ImageModel, Sweep
+from generation.selectors import sweep_totals
+from generation.services import sweep_create, sweep_reconcile
+from prompts.models import PromptSuite
+from ratings.models import Study
+from ratings.services import panelist_create, study_create, study_open
+
 DEMO_SUITE = "sample"
 DEMO_STUDY = "Demo study"
 SAMPLE_FILE = Path(settings.BASE_DIR) / "samples" / "sample_suite.csv"
@@ -39,9 +47,6 @@ class Command(BaseCommand):
         parser.add_argument("--seeds", type=int, default=1)
 
     def handle(self, *args, addr: str, no_serve: bool, panel: bool, panelists: int, seeds: int, **options):
-        from generation.models import Sweep
-        from ratings.models import Study
-
         if panel:
             study = Study.objects.filter(name=DEMO_STUDY).order_by("-id").first()
             if study is None:
@@ -56,8 +61,6 @@ class Command(BaseCommand):
         call_command("seed_models", verbosity=0)
         call_command("build_demo_models")
         self._step("Importing the sample suite")
-        from prompts.models import PromptSuite
-
         if not PromptSuite.objects.filter(name=DEMO_SUITE).exists():
             call_command("import_prompts", str(SAMPLE_FILE), suite=DEMO_SUITE)
 
@@ -113,11 +116,6 @@ class Command(BaseCommand):
         return _spawn(cmd, self.log_dir / "worker.log")
 
     def _demo_sweep(self, *, seeds: int):
-        from generation.engine.demo_draw import DEMO_MODELS
-        from generation.models import ImageModel, Sweep
-        from generation.services import sweep_create
-        from prompts.models import PromptSuite
-
         slugs = [m["slug"] for m in DEMO_MODELS]
         models = list(ImageModel.objects.filter(slug__in=slugs))
         suite = PromptSuite.objects.get(name=DEMO_SUITE)
@@ -136,9 +134,6 @@ class Command(BaseCommand):
         return sweep
 
     def _wait_for(self, sweep) -> None:
-        from generation.selectors import sweep_totals
-        from generation.services import sweep_reconcile
-
         last = None
         while True:
             totals = sweep_totals(sweep=sweep)
@@ -155,9 +150,6 @@ class Command(BaseCommand):
             self.stderr.write(f"  {totals['failed']} images failed; see the admin's Generation list for the errors.")
 
     def _demo_study(self, *, sweep):
-        from ratings.models import Study
-        from ratings.services import study_create, study_open
-
         study = Study.objects.filter(name=DEMO_STUDY, sweep=sweep).first()
         if study is None:
             study = study_create(sweep=sweep, name=DEMO_STUDY, mode="both", ratings_per_item=3,
@@ -177,8 +169,6 @@ class Command(BaseCommand):
         return "admin", password
 
     def _invite(self, study) -> str:
-        from ratings.services import panelist_create
-
         panelist = panelist_create(study=study)
         return f"{settings.SITE_URL}/r/{panelist.token}/"
 

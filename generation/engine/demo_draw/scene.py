@@ -16,8 +16,10 @@ each criterion; the simulated panel scores from it (what was drawn, not a name h
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (210, 40, 40), "green": (40, 160, 60), "blue": (40, 80, 210), "yellow": (240, 210, 40),
@@ -217,8 +219,5 @@ def image_quality(plan: Plan) -> dict[str, float | None]:
 
 def painter_flaws(path) -> Flaws:
     """A saved painter's flaws, read from its config.json without loading it (for the simulated panel)."""
-    import json
-    from pathlib import Path
-
     config = json.loads((Path(path) / "painter" / "config.json").read_text())
     return Flaws(**{k: config[k] for k in Flaws.__dataclass_fields__ if k in config})

@@ -1,6 +1,7 @@
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
 
 from generation.models import ImageFormat, ImageModel, Sweep
 from generation.selectors import sweep_progress
@@ -47,8 +48,6 @@ class Command(BaseCommand):
             self._wait(sweep, timeout)
 
     def _wait(self, sweep: Sweep, timeout: float | None) -> None:
-        from tqdm import tqdm
-
         started = time.monotonic()
         bars: dict[int, tqdm] = {}
         try:
