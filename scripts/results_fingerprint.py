@@ -3,7 +3,7 @@
     python scripts/results_fingerprint.py --out DIR [--study-name NAME]
 
 Against the database in DATABASE_URL: creates (once) a study over a rendered sweep of 4 models ×
-10 prompts (tests/factories.make_rendered_sweep, OCR results set on its text images) filled by ``ratings_simulate(seed=11)``, with one
+10 prompts (tests/factories.make_sweep, OCR results set on its text images) filled by ``ratings_simulate(seed=11)``, with one
 panelist excluded, then writes the leaderboard CSV (view and command), the ``leaderboard`` table,
 the raw ratings CSV and the leaderboard page (its "computed" time blanked) into DIR and prints the
 sha256 of each. Run it before and after a change against the same database: the files must be
@@ -48,9 +48,10 @@ def main() -> int:
         from generation.models import Generation
         from ratings.results.services import ratings_simulate
         from ratings.services import panelist_exclude, study_create
-        from tests.factories import make_rendered_sweep
+        from tests.factories import make_sweep
 
-        sweep, _, _ = make_rendered_sweep(n_models=4, n_prompts=10, text_prompts=3)
+        # the prompts' categories as first fingerprinted (the seven without text were "Photo")
+        sweep, *_ = make_sweep(n_models=4, text_prompts=3, prompt_kwargs=[{}] * 3 + [{"category": "Photo"}] * 7)
         for i, gen in enumerate(Generation.objects.filter(sweep=sweep).exclude(prompt__expected_text="").order_by("id")):
             gen.ocr_cer, gen.ocr_all_words = (i * 7 % 10) / 10, i % 3 == 0  # OCR results, as the worker stores them
             gen.save(update_fields=["ocr_cer", "ocr_all_words"])
