@@ -144,16 +144,17 @@ def test_the_leaderboard_links_the_exports_page_above_the_threshold(rated, admin
     assert 'id="ratings-export"' not in page and f'href="{reverse("results:ratings_csv", args=[study.pk])}"' in page
 
 
-def test_bom_and_a_failure_are_recorded(rated, settings):
+def test_bom_and_a_failure_are_recorded(rated, settings, tmp_path):
     study, n = rated
     export = export_files.export_file_request(study=study, bom=True)
-    blocked = Path(settings.MEDIA_ROOT)
-    blocked.parent.mkdir(parents=True, exist_ok=True)
+    media = settings.MEDIA_ROOT
+    blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the media folder should be")
+    settings.MEDIA_ROOT = blocked
     failed = export_files.export_file_write(export_id=export.pk)
     assert failed.status == ExportStatus.FAILED and failed.error and not failed.file.name
     assert export_files.export_file_ready(study=study, export_id=export.pk) is None
-    blocked.unlink()
+    settings.MEDIA_ROOT = media
     again = export_files.export_file_request(study=study, bom=True)
     assert again.pk != export.pk  # a failed export is finished: a new one can be asked for
     done = export_files.export_file_write(export_id=again.pk)
