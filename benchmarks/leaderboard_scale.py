@@ -308,6 +308,7 @@ def main() -> None:
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/9", help="Redis for the results worker")
     parser.add_argument("--rate", type=float, default=50.0, help="ratings per second during the live phase")
     parser.add_argument("--live-seconds", type=float, default=60.0)
+    parser.add_argument("--cold-repeats", type=int, default=3, help="cold computes timed after the first")
     args = parser.parse_args()
 
     import psycopg
@@ -351,7 +352,20 @@ def main() -> None:
         start = time.perf_counter()
         snap = snapshots.board_snapshot_refresh(study=study, reason="first")
         cold = time.perf_counter() - start
-        results.append(("cold compute of the board (fetch + statistics), goal ≤ 3 s", f"**{cold:.2f} s**"))
+        # more cold computes of the same inputs (the first stored the snapshot): nothing is kept between them
+        again = []
+        for _ in range(args.cold_repeats):
+            c0, w0 = time.process_time(), time.perf_counter()
+            rs.leaderboard_compute(study=study)
+            again.append((time.perf_counter() - w0, time.process_time() - c0))
+        load_avg = os.getloadavg()[0]
+        results.append(("cold compute of the board (fetch + statistics), goal ≤ 3 s: first (stores the snapshot)",
+                        f"**{cold:.2f} s**"))
+        if again:
+            results.append((f"... {len(again)} more cold computes: wall min / median (this process's CPU median); "
+                            f"load average {load_avg:.1f} on {os.cpu_count()} CPUs",
+                            f"**{min(w for w, _ in again):.2f} s** / {statistics.median(w for w, _ in again):.2f} s "
+                            f"({statistics.median(c for _, c in again):.2f} s CPU)"))
         results.append(("... of which the fetch of every rating into numpy "
                          f"({'COPY BINARY' if connection.vendor == 'postgresql' else 'cursor'})",
                          f"{fetch_s:.2f} s ({len(arrays):,} ratings)"))

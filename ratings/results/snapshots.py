@@ -125,19 +125,27 @@ def board_snapshot_request(*, study_id: int, reason: str, n_ratings: int = 0, fo
         if force:
             board_snapshot_refresh(study=Study.objects.get(pk=study_id), reason=reason, force=True)
         return force
+    # The marks of a wait expire with it: the process that asks (a web worker) need not share a cache with
+    # the worker that refreshes (the embedded default keeps one cache per process), so the first rating after
+    # a wait always starts the next one, and a snapshot is never older than the wait plus one compute.
+    wait = max(int(settings.RESULTS_SNAPSHOT_DEBOUNCE_SECONDS), 1)
     due = _DUE.format(study_id)
     if reason != SnapshotReason.RATINGS or force:
-        cache.set(due, 1, settings.RESULTS_SNAPSHOT_DEBOUNCE_SECONDS + 600)
+        cache.set(due, 1, wait)
         _enqueue(study_id=study_id, reason=reason, force=force, countdown=0)
         return True
-    if cache.add(due, 1, settings.RESULTS_SNAPSHOT_DEBOUNCE_SECONDS + 600):
-        cache.set(_NEW.format(study_id), n_ratings, settings.RESULTS_SNAPSHOT_DEBOUNCE_SECONDS + 600)
-        _enqueue(study_id=study_id, reason=reason, force=False, countdown=settings.RESULTS_SNAPSHOT_DEBOUNCE_SECONDS)
+    if cache.add(due, 1, wait):
+        cache.set(_NEW.format(study_id), n_ratings, wait)
+        _enqueue(study_id=study_id, reason=reason, force=False, countdown=wait)
         return True
     new_key = _NEW.format(study_id)
-    cache.add(new_key, 0, settings.RESULTS_SNAPSHOT_DEBOUNCE_SECONDS + 600)
-    if n_ratings and cache.incr(new_key, n_ratings) >= settings.RESULTS_SNAPSHOT_EVERY_RATINGS:
-        cache.set(new_key, -10**9, settings.RESULTS_SNAPSHOT_DEBOUNCE_SECONDS + 600)  # one early refresh per wait
+    cache.add(new_key, 0, wait)
+    try:
+        seen = cache.incr(new_key, n_ratings) if n_ratings else 0
+    except ValueError:  # the wait ended between the two calls
+        return False
+    if seen >= settings.RESULTS_SNAPSHOT_EVERY_RATINGS:
+        cache.set(new_key, -10**9, wait)  # one early refresh per wait
         _enqueue(study_id=study_id, reason=reason, force=False, countdown=0)
         return True
     return False

@@ -144,6 +144,23 @@ def test_debounce_queues_one_refresh_per_wait_and_at_once_after_m_ratings(open_s
 
 
 @pytest.mark.django_db
+def test_a_new_wait_starts_after_the_last_even_when_the_worker_shares_no_cache(open_study, settings, monkeypatch):
+    """The embedded default: web and worker processes each have their own cache, so the worker's refresh
+    cannot clear the web process's marks. The marks expire with the wait: the next rating starts a new one."""
+    settings.RESULTS_COMPUTE_ON_READ = False
+    settings.RESULTS_SNAPSHOT_DEBOUNCE_SECONDS = 1
+    settings.RESULTS_SNAPSHOT_EVERY_RATINGS = 10
+    sent = []
+    monkeypatch.setattr(snapshots.current_app, "send_task", lambda name, **kw: sent.append(kw["countdown"]))
+    assert snapshots.board_snapshot_request(study_id=open_study.pk, reason="ratings", n_ratings=3)
+    assert snapshots.board_snapshot_request(study_id=open_study.pk, reason="ratings", n_ratings=9)  # early one
+    assert not snapshots.board_snapshot_request(study_id=open_study.pk, reason="ratings", n_ratings=30)
+    time.sleep(1.2)  # the wait is over; nobody deleted its marks
+    assert snapshots.board_snapshot_request(study_id=open_study.pk, reason="ratings", n_ratings=3)
+    assert sent == [1, 0, 1]
+
+
+@pytest.mark.django_db
 def test_exclusion_and_criterion_change_make_new_snapshots_and_force_recomputes(open_study, client):
     first = snapshots.board_snapshot_refresh(study=open_study, reason=SnapshotReason.FIRST)
     assert snapshots.board_snapshot_refresh(study=open_study).pk == first.pk  # same inputs: no new row
