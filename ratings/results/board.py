@@ -10,6 +10,7 @@ A field added later needs a default, so boards stored before it still load.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -323,6 +324,13 @@ def board_from_dict(data: Mapping[str, Any]) -> Board:
     return _decode(Board, data)
 
 
+@functools.cache
+def _field_hints(tp: Any) -> tuple[tuple[str, Any], ...]:
+    """(field name, resolved type) of a dataclass, once per class (get_type_hints is slow: half a page's time)."""
+    hints = get_type_hints(tp)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(tp))
+
+
 def _decode(tp: Any, value: Any) -> Any:
     """Build ``tp`` (a dataclass, tuple[X, ...], Mapping[str, X], X | None or a scalar) from JSON data."""
     if value is None:
@@ -340,10 +348,8 @@ def _decode(tp: Any, value: Any) -> Any:
         _, value_type = get_args(tp)
         return {k: _decode(value_type, v) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
-        hints = get_type_hints(tp)
         make: Any = tp
-        return make(**{f.name: _decode(hints[f.name], value[f.name])
-                       for f in dataclasses.fields(tp) if f.name in value})
+        return make(**{name: _decode(hint, value[name]) for name, hint in _field_hints(tp) if name in value})
     if tp is float:
         return float(value)
     return value

@@ -179,6 +179,15 @@ def _order_check(demo_sweeps, monkeypatch):
     from ratings.services import assignments
 
     monkeypatch.setattr(assignments, "_rng", random.Random(12))  # the same draws every run
+    # ... and the same item order: each item's shuffle rank (ratings.models.new_shuffle) from a seeded draw too
+    import secrets
+    from types import SimpleNamespace
+
+    import ratings.models
+
+    ranks = random.Random(13)
+    monkeypatch.setattr(ratings.models, "secrets", SimpleNamespace(randbelow=ranks.randrange,
+                                                                   token_urlsafe=secrets.token_urlsafe))
     sweeps, models = demo_sweeps
     study = services.study_create(sweep=sweeps["png"], name="order", mode="single", ratings_per_item=15,
                                   gold_enabled=False)
