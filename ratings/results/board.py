@@ -349,7 +349,7 @@ def _decode(tp: Any, value: Any) -> Any:
         return {k: _decode(value_type, v) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         make: Any = tp
-        return make(**{name: _decode(hint, value[name]) for name, hint in _field_hints(tp) if name in value})
+        return make(**{name: _decode(hint, value[name]) for name, hint in _field_hints(make) if name in value})
     if tp is float:
         return float(value)
     return value

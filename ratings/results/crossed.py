@@ -40,6 +40,8 @@ import numpy as np
 from scipy import linalg, optimize, sparse
 from scipy import stats as sps
 
+from ..arrays import dense_codes
+
 SCALE_MIN = 1.0
 SCALE_MAX = 10.0
 LEVEL = 0.95
@@ -94,9 +96,9 @@ def design(*, scores, model, prompt, rater, n_models: int) -> Design:
         raise ValueError("scores, model, prompt and rater must be 1-d arrays of one length")
     if m.size and (m.min() < 0 or m.max() >= n_models):
         raise ValueError("model index out of range")
-    _, p = np.unique(p_raw, return_inverse=True)
-    _, r = np.unique(r_raw, return_inverse=True)
-    return Design(y=y, m=m, p=p.reshape(-1), r=r.reshape(-1), n_models=int(n_models),
+    _, p = dense_codes(p_raw)
+    _, r = dense_codes(r_raw)
+    return Design(y=y, m=m, p=p, r=r, n_models=int(n_models),
                   n_prompts=int(p.max()) + 1 if p.size else 0, n_raters=int(r.max()) + 1 if r.size else 0)
 
 

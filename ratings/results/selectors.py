@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import math
 import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import psycopg
+from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
-from django.db.models import Case, Count, IntegerField, Max, Value, When
+from django.db import connection, transaction
+from django.db.models import Case, Count, ExpressionWrapper, F, IntegerField, Max, Value, When
 from django.utils import timezone
 from scipy.stats import spearmanr
 
@@ -26,6 +32,7 @@ from generation.models import Generation, GenerationStatus, GpuPrice, ImageModel
 from generation.selectors import vram_profile_fits, vram_profiles_latest_done
 from prompts.models import Prompt
 
+from .. import arrays
 from ..models import Assignment, Criterion, Panelist, Rating, RatingChange, Side, Study, StudyStatus
 from ..quality import StudyScores, panelist_quality
 from ..selectors import PROMPT_ACCURACY_KEY
@@ -74,7 +81,6 @@ def results_visible_to_panelists(*, study: Study) -> bool:
 class RatingArrays:
     """One entry per rating (a score of one image on one criterion)."""
 
-    rating_id: np.ndarray
     score: np.ndarray
     criterion: np.ndarray  # criterion ids
     generation: np.ndarray
@@ -94,11 +100,31 @@ class RatingArrays:
         return int(self.score.size)
 
 
+logger = logging.getLogger(__name__)
+
 _SIDE_CODE = {Side.SINGLE: 0, Side.LEFT: 1, Side.RIGHT: 2}
 # The rating's own columns only: the model, prompt, gold flag and exclusion come from the small
-# tables (generations, gold assignments, panelists) looked up in numpy, not from three joins.
-_ARRAY_FIELDS = ("id", "score", "criterion_id", "generation_id", "panelist_id", "side_code", "assignment_id",
-                 "is_simulated")
+# tables (generations, gold assignments, panelists) looked up in numpy, not from three joins. The score
+# (1-10), the side and the simulated flag travel packed in one column (the fetch costs per value).
+_ARRAY_FIELDS = ("flags", "criterion_id", "generation_id", "panelist_id", "assignment_id")
+
+
+def _flags() -> ExpressionWrapper:
+    side_code = Case(*(When(side=side, then=Value(code)) for side, code in _SIDE_CODE.items()),
+                     default=Value(0), output_field=IntegerField())
+    simulated = Case(When(is_simulated=True, then=Value(64)), default=Value(0), output_field=IntegerField())
+    return ExpressionWrapper(F("score") + side_code * 16 + simulated, output_field=IntegerField())
+
+
+def _unpack_flags(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(score, side code, simulated) from the packed column."""
+    return flags & 15, (flags >> 4) & 3, ((flags >> 6) & 1).astype(bool)
+
+
+def rating_columns_sql(*, study: Study) -> tuple[str, tuple]:
+    """The query behind rating_arrays (its columns: _ARRAY_FIELDS)."""
+    qs = Rating.objects.filter(study=study).order_by().annotate(flags=_flags()).values_list(*_ARRAY_FIELDS)
+    return qs.query.sql_with_params()
 
 
 def _int64_columns_by_cursor(*, sql: str, params, n_cols: int) -> np.ndarray:
@@ -114,10 +140,42 @@ def _int64_columns_by_cursor(*, sql: str, params, n_cols: int) -> np.ndarray:
     return data.T
 
 
+def _int64_columns_by_aggregate(*, sql: str, params, n_cols: int) -> np.ndarray:
+    """PostgreSQL: each column packed by the server into one bytea (string_agg of int8send, all columns
+    in one pass, so they stay aligned row by row) and read into numpy whole.
+
+    The client does nothing per row: at a million ratings it spends ~0.15 s of CPU against ~1.4 s for
+    the COPY stream (psycopg hands COPY over a row per call), and while the server aggregates this
+    thread waits in libpq with the GIL released. A bytea holds at most 1 GB (about 130 million ratings
+    a column): past that the server refuses, and the caller falls back to the COPY stream.
+    """
+    names = [f"c{i}" for i in range(n_cols)]
+    select = ", ".join(f"string_agg(int8send(COALESCE({n}::int8, 0)), ''::bytea)" for n in names)
+    connection.ensure_connection()
+    # a server-binding cursor of Django's own connection (same transaction): Django's default
+    # client-side cursor reads results as text, where a bytea arrives hex-encoded
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(f"SELECT {select} FROM ({sql}) AS q({', '.join(names)})", params, binary=True)
+        row = cursor.fetchone()
+    if row is None or row[0] is None:  # no ratings
+        return np.zeros((n_cols, 0), dtype=np.int64)
+    return np.stack([np.frombuffer(col, dtype=">i8").astype(np.int64) for col in row])
+
+
+def _int64_columns_pg(*, sql: str, params, n_cols: int) -> np.ndarray:
+    """The server-side aggregate; the COPY stream when a column would not fit one bytea."""
+    try:
+        with transaction.atomic():  # a savepoint: the refusal must not abort the caller's transaction
+            return _int64_columns_by_aggregate(sql=sql, params=params, n_cols=n_cols)
+    except (psycopg.errors.ProgramLimitExceeded, psycopg.errors.OutOfMemory) as exc:  # raw psycopg: not wrapped
+        logger.warning("ratings fetch: one bytea per column is too large (%s); using the COPY stream", exc)
+        return _int64_columns_by_copy(sql=sql, params=params, n_cols=n_cols)
+
+
 _PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
 
-def _int64_columns_by_copy(*, sql: str, params, n_cols: int, bool_cols: frozenset[int] = frozenset()) -> np.ndarray:
+def _int64_columns_by_copy(*, sql: str, params, n_cols: int) -> np.ndarray:
     """PostgreSQL: the query's columns as int8, through COPY ... (FORMAT BINARY) straight into numpy.
 
     Every column is cast to int8 and NULL-free, so each row of the binary stream has one fixed
@@ -125,8 +183,7 @@ def _int64_columns_by_copy(*, sql: str, params, n_cols: int, bool_cols: frozense
     Python object per value. About 10× faster than fetching a million rows as tuples.
     """
     names = [f"c{i}" for i in range(n_cols)]
-    select = ", ".join(f"COALESCE({n}::int4, 0)::int8" if i in bool_cols else f"COALESCE({n}::int8, 0)"
-                       for i, n in enumerate(names))
+    select = ", ".join(f"COALESCE({n}::int8, 0)" for n in names)
     copy_sql = f"COPY (SELECT {select} FROM ({sql}) AS q({', '.join(names)})) TO STDOUT (FORMAT BINARY)"
     buf = bytearray()
     with connection.cursor() as cursor:
@@ -145,60 +202,31 @@ def _int64_columns_by_copy(*, sql: str, params, n_cols: int, bool_cols: frozense
         else np.zeros((n_cols, 0), dtype=np.int64)
 
 
-_BOOL_FIELDS = frozenset({_ARRAY_FIELDS.index("is_simulated")})
-
-
-def _lookup(keys: np.ndarray, table_keys: np.ndarray, table_values: np.ndarray, default: int = 0) -> np.ndarray:
-    """table_values[i] where table_keys[i] == key, for every key (default where absent)."""
-    if table_keys.size == 0:
-        return np.full(keys.shape, default, dtype=np.int64)
-    order = np.argsort(table_keys)
-    sk, sv = table_keys[order], table_values[order]
-    pos = np.clip(np.searchsorted(sk, keys), 0, sk.size - 1)
-    return np.where(sk[pos] == keys, sv[pos], default).astype(np.int64)
-
-
 def _pairs(rows, n: int) -> np.ndarray:
     return np.array(list(rows), dtype=np.int64).reshape(-1, n).T
 
 
 def rating_arrays(*, study: Study) -> RatingArrays:
     """Every rating of a study as arrays: one column-oriented fetch (COPY BINARY on PostgreSQL), no model instances."""
-    side_code = Case(*(When(side=side, then=Value(code)) for side, code in _SIDE_CODE.items()),
-                     default=Value(0), output_field=IntegerField())
-    qs = Rating.objects.filter(study=study).order_by().annotate(side_code=side_code).values_list(*_ARRAY_FIELDS)
-    sql, params = qs.query.sql_with_params()
-    if connection.vendor == "postgresql":
-        cols = _int64_columns_by_copy(sql=sql, params=params, n_cols=len(_ARRAY_FIELDS), bool_cols=_BOOL_FIELDS)
-    else:
-        cols = _int64_columns_by_cursor(sql=sql, params=params, n_cols=len(_ARRAY_FIELDS))
-    rating_id, score, criterion, generation, panelist, side, assignment, simulated = cols
-    gen_ids = np.unique(generation)
-    gens = _pairs(Generation.objects.filter(pk__in=gen_ids.tolist()).values_list("id", "model_id", "prompt_id"), 3)
+    sql, params = rating_columns_sql(study=study)
+    fetch = _int64_columns_pg if connection.vendor == "postgresql" else _int64_columns_by_cursor
+    flags, criterion, generation, panelist, assignment = fetch(sql=sql, params=params, n_cols=len(_ARRAY_FIELDS))
+    score, side, simulated = _unpack_flags(flags)
+    # the study's own sweep in one indexed query; an image from elsewhere (rare) by its id
+    gens = _pairs(Generation.objects.filter(sweep_id=study.sweep_id).values_list("id", "model_id", "prompt_id"), 3)
+    if generation.size and arrays.lookup(generation, gens[0], np.ones_like(gens[0]), default=0).min() == 0:
+        other = np.setdiff1d(arrays.dense_codes(generation)[0], gens[0])
+        gens = np.concatenate([gens, _pairs(Generation.objects.filter(pk__in=other.tolist())
+                                            .values_list("id", "model_id", "prompt_id"), 3)], axis=1)
     pans = _pairs(Panelist.objects.filter(study=study).values_list("id", "excluded"), 2)
     gold = np.array(list(Assignment.objects.filter(study=study, is_gold=True).values_list("id", flat=True)),
                     dtype=np.int64)
     return RatingArrays(
-        rating_id=rating_id, score=score, criterion=criterion, generation=generation,
-        model=_lookup(generation, gens[0], gens[1]), prompt=_lookup(generation, gens[0], gens[2]),
+        score=score, criterion=criterion, generation=generation,
+        model=arrays.lookup(generation, gens[0], gens[1]), prompt=arrays.lookup(generation, gens[0], gens[2]),
         panelist=panelist, side=side, assignment=assignment, is_gold=np.isin(assignment, gold),
-        excluded=_lookup(panelist, pans[0], pans[1]).astype(bool), simulated=simulated.astype(bool),
+        excluded=arrays.lookup(panelist, pans[0], pans[1]).astype(bool), simulated=simulated,
     )
-
-
-def _index_of(values: np.ndarray, ids: list[int]) -> np.ndarray:
-    """Position of each value in ``ids`` (every value must be there), vectorised."""
-    ids_arr = np.asarray(ids, dtype=np.int64)
-    if values.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    order = np.argsort(ids_arr)
-    return order[np.searchsorted(ids_arr[order], values)]
-
-
-def _dense(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unique values, index of each value into them)."""
-    uniq, inv = np.unique(values, return_inverse=True)
-    return uniq, inv.reshape(-1)
 
 
 # --------------------------------------------------------------------------- version / cache
@@ -387,7 +415,8 @@ class _Inputs:
     prompt_of: np.ndarray
     rater_of: np.ndarray
     n_prompts: int
-    prompt_category: np.ndarray  # category of each dense prompt
+    categories: list[str]  # the categories' names, sorted
+    prompt_category: np.ndarray  # each dense prompt's category, an index into ``categories``
 
     @property
     def n_models(self) -> int:
@@ -400,7 +429,7 @@ class _Inputs:
 
 def _models_with_ratings(*, facts: list[ModelFacts], a: RatingArrays) -> list[ModelFacts]:
     """The sweep's models, then any other model whose images were rated (e.g. a fallback's), with no facts."""
-    extra = sorted(set(np.unique(a.model).tolist()) - {f.id for f in facts})
+    extra = sorted(set(arrays.dense_codes(a.model)[0].tolist()) - {f.id for f in facts})
     if not extra:
         return facts
     return facts + [ModelFacts(id=m.pk, name=m.name, slug=m.slug) for m in ImageModel.objects.filter(pk__in=extra)]
@@ -410,22 +439,41 @@ def _leaderboard_inputs(*, study: Study) -> _Inputs:
     all_ratings = rating_arrays(study=study)
     a = all_ratings.take(~all_ratings.is_gold & ~all_ratings.excluded)
     models = _models_with_ratings(facts=model_facts(study=study), a=a)
-    prompt_ids, prompt_of = _dense(a.prompt)
-    _, rater_of = _dense(a.panelist)
+    prompt_ids, prompt_of = arrays.dense_codes(a.prompt)
+    _, rater_of = arrays.dense_codes(a.panelist)
     categories = dict(Prompt.objects.filter(pk__in=prompt_ids.tolist()).values_list("id", "category"))
+    of_prompt = [categories.get(p) or NO_CATEGORY for p in prompt_ids.tolist()]
+    names = sorted(set(of_prompt))
+    code_of = {name: i for i, name in enumerate(names)}
     return _Inputs(
         models=models, criteria=list(Criterion.objects.filter(study=study).order_by("order", "id")),
-        all_ratings=all_ratings, a=a, model_of=_index_of(a.model, [m.id for m in models]), prompt_of=prompt_of,
+        all_ratings=all_ratings, a=a, model_of=arrays.positions(a.model, [m.id for m in models]), prompt_of=prompt_of,
         rater_of=rater_of, n_prompts=int(len(prompt_ids)),
-        prompt_category=np.array([categories.get(p) or NO_CATEGORY for p in prompt_ids.tolist()], dtype=object),
+        categories=names, prompt_category=np.array([code_of[c] for c in of_prompt], dtype=np.int64),
     )
+
+
+@dataclass(frozen=True)
+class _CriterionRatings:
+    """One criterion's ratings of the score table, coded (model in board order, prompt and rater dense)."""
+
+    y: np.ndarray
+    model: np.ndarray
+    prompt: np.ndarray
+    rater: np.ndarray
+    generation: np.ndarray
+
+
+def _criterion_ratings(*, inp: _Inputs, criterion: Criterion) -> _CriterionRatings:
+    sel = inp.a.criterion == criterion.pk
+    return _CriterionRatings(y=inp.a.score[sel], model=inp.model_of[sel], prompt=inp.prompt_of[sel],
+                             rater=inp.rater_of[sel], generation=inp.a.generation[sel])
 
 
 @dataclass(frozen=True)
 class _CriterionResults:
     by_estimand: dict[str, EstimandResults]  # this criterion only
     agreement: Agreement
-    by_category: dict[str, tuple[ScoreCell, ...]]
 
 
 def _crossed_cells(res: crossed.CriterionResult) -> tuple[ScoreCell, ...]:
@@ -462,64 +510,98 @@ def _crossed_notes(res: crossed.CriterionResult) -> CriterionNotes:
     )
 
 
-def _criterion_results(*, inp: _Inputs, criterion: Criterion, estimand: str,
+def _criterion_results(*, cr: _CriterionRatings, key: str, n_models: int,
                        layouts: crossed.LayoutCache) -> _CriterionResults:
-    """Cells, differences and notes under both estimands, agreement and per-category cells of one criterion."""
-    a = inp.a
-    sel = a.criterion == criterion.pk
-    y, mm, pp, rr = a.score[sel], inp.model_of[sel], inp.prompt_of[sel], inp.rater_of[sel]
-    items, item_of = _dense(a.generation[sel])
-    results = crossed.criterion_results(scores=y, model=mm, prompt=pp, rater=rr, n_models=inp.n_models,
-                                        cache=layouts)
-    by_estimand = {e: EstimandResults(scores={criterion.key: _crossed_cells(res)},
-                                      differences={criterion.key: _crossed_differences(res)},
-                                      notes={criterion.key: _crossed_notes(res)}) for e, res in results.items()}
+    """Cells, differences and notes under both estimands, and the agreement, of one criterion."""
+    items, item_of = arrays.dense_codes(cr.generation)
+    results = crossed.criterion_results(scores=cr.y, model=cr.model, prompt=cr.prompt, rater=cr.rater,
+                                        n_models=n_models, cache=layouts)
+    by_estimand = {e: EstimandResults(scores={key: _crossed_cells(res)}, differences={key: _crossed_differences(res)},
+                                      notes={key: _crossed_notes(res)}) for e, res in results.items()}
     agreement = Agreement(
-        alpha=_finite(stats.krippendorff_interval_alpha(scores=y, rater=rr, item=item_of)) if y.size else None,
-        n_ratings=int(y.size), n_images=int(items.size),
-        n_multi=int((np.bincount(item_of) >= 2).sum()) if y.size else 0,
+        alpha=_finite(stats.krippendorff_interval_alpha(scores=cr.y, rater=cr.rater, item=item_of))
+        if cr.y.size else None,
+        n_ratings=int(cr.y.size), n_images=int(items.size),
+        n_multi=int((np.bincount(item_of) >= 2).sum()) if cr.y.size else 0,
     )
-    cats = inp.prompt_category[pp] if y.size else np.array([], dtype=object)
-    by_category = {}
-    for cat in sorted(set(cats.tolist())):
-        cs = cats == cat
-        t = crossed.criterion_results(scores=y[cs], model=mm[cs], prompt=pp[cs], rater=rr[cs],
+    return _CriterionResults(by_estimand=by_estimand, agreement=agreement)
+
+
+def _category_cells(*, inp: _Inputs, cr: _CriterionRatings, estimand: str,
+                    layouts: crossed.LayoutCache) -> dict[str, tuple[ScoreCell, ...]]:
+    """One criterion's cells per prompt category (the chosen estimand)."""
+    cats = inp.prompt_category[cr.prompt]
+    out = {}
+    for code in np.flatnonzero(np.bincount(cats, minlength=len(inp.categories))):
+        cs = cats == code
+        t = crossed.criterion_results(scores=cr.y[cs], model=cr.model[cs], prompt=cr.prompt[cs], rater=cr.rater[cs],
                                       n_models=inp.n_models, estimands=(estimand,), cache=layouts)[estimand]
-        by_category[cat] = _crossed_cells(t)
-    return _CriterionResults(by_estimand=by_estimand, agreement=agreement, by_category=by_category)
+        out[inp.categories[code]] = _crossed_cells(t)
+    return out
+
+
+def _side_by_side(*, numpy_jobs: dict[str, Callable[[], Any]], db_jobs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Results by name: ``numpy_jobs`` on up to RESULTS_COMPUTE_THREADS threads (numpy releases the GIL in
+    its loops) while ``db_jobs`` run here: a job that queries the database stays on this thread, since
+    another thread's connection would not see this one's transaction."""
+    threads = min(settings.RESULTS_COMPUTE_THREADS, len(numpy_jobs))
+    if threads <= 1:
+        return {name: job() for name, job in {**numpy_jobs, **db_jobs}.items()}
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="board") as pool:
+        futures = {name: pool.submit(job) for name, job in numpy_jobs.items()}
+        out = {name: job() for name, job in db_jobs.items()}
+        out.update({name: f.result() for name, f in futures.items()})
+    return out
 
 
 def leaderboard_compute(*, study: Study) -> Board:
     """Everything the leaderboard page, its CSV and the ``leaderboard`` command show."""
     inp = _leaderboard_inputs(study=study)
     estimand = study.estimand if study.estimand in crossed.ESTIMANDS else crossed.ESTIMAND_RANDOM
-    layouts = crossed.LayoutCache()  # criteria rated in the same answers share one fit of their design
-    per_criterion = {c.key: _criterion_results(inp=inp, criterion=c, estimand=estimand, layouts=layouts)
-                     for c in inp.criteria}
-    by_category: dict[str, dict[str, tuple[ScoreCell, ...]]] = {}
-    for key, res in per_criterion.items():
-        for cat, cells in res.by_category.items():
-            by_category.setdefault(cat, {})[key] = cells
+    ratings_of = {c.key: _criterion_ratings(inp=inp, criterion=c) for c in inp.criteria}
+    all_ratings, a = inp.all_ratings, inp.a
+
+    def score_tables() -> dict[str, _CriterionResults]:
+        layouts = crossed.LayoutCache()  # criteria rated in the same answers share one fit of their design
+        return {k: _criterion_results(cr=cr, key=k, n_models=inp.n_models, layouts=layouts)
+                for k, cr in ratings_of.items()}
+
+    def category_tables() -> dict[str, dict[str, tuple[ScoreCell, ...]]]:
+        layouts = crossed.LayoutCache()
+        by_category: dict[str, dict[str, tuple[ScoreCell, ...]]] = {}
+        for k, cr in ratings_of.items():
+            for cat, cells in _category_cells(inp=inp, cr=cr, estimand=estimand, layouts=layouts).items():
+                by_category.setdefault(cat, {})[k] = cells
+        return dict(sorted(by_category.items()))
+
+    scores = StudyScores(panelist=all_ratings.panelist, generation=all_ratings.generation,
+                         criterion=all_ratings.criterion, score=all_ratings.score,
+                         is_gold=all_ratings.is_gold, excluded=all_ratings.excluded)
+    done = _side_by_side(
+        numpy_jobs={"scores": score_tables, "categories": category_tables,
+                    "pairs": lambda: _pair_results(a=a, criteria=inp.criteria, model_ids=inp.model_ids)},
+        db_jobs={"raters": lambda: _rater_summary(
+                     study=study, n_gold_answers=_gold_answers(all_ratings=all_ratings, criteria=inp.criteria),
+                     scores=scores),
+                 "ocr": lambda: ocr_results(study=study, model_ids=inp.model_ids, a=a, criteria=inp.criteria)},
+    )
+    per_criterion: dict[str, _CriterionResults] = done["scores"]
     by_estimand = {e: EstimandResults(
         scores={k: res.by_estimand[e].scores[k] for k, res in per_criterion.items()},
         differences={k: res.by_estimand[e].differences[k] for k, res in per_criterion.items()},
         notes={k: res.by_estimand[e].notes[k] for k, res in per_criterion.items()},
     ) for e in crossed.ESTIMANDS}
     chosen = by_estimand[estimand]
-    all_ratings, a = inp.all_ratings, inp.a
     return Board(
         study_id=study.pk, study_name=study.name, computed_at=timezone.now().isoformat(timespec="seconds"),
         criteria=tuple(CriterionRef(id=c.pk, key=c.key, name=c.name) for c in inp.criteria),
         models=tuple(inp.models),
         scores=chosen.scores,
-        by_category=dict(sorted(by_category.items())),
+        by_category=done["categories"],
         agreement={key: res.agreement for key, res in per_criterion.items()},
-        pairs=_pair_results(a=a, criteria=inp.criteria, model_ids=inp.model_ids),
-        raters=_rater_summary(study=study, n_gold_answers=_gold_answers(all_ratings=all_ratings, criteria=inp.criteria),
-                              scores=StudyScores(panelist=all_ratings.panelist, generation=all_ratings.generation,
-                                                 criterion=all_ratings.criterion, score=all_ratings.score,
-                                                 is_gold=all_ratings.is_gold, excluded=all_ratings.excluded)),
-        ocr=ocr_results(study=study, model_ids=inp.model_ids, a=a, criteria=inp.criteria),
+        pairs=done["pairs"],
+        raters=done["raters"],
+        ocr=done["ocr"],
         n_ratings_total=len(all_ratings), n_ratings_used=len(a),
         n_ratings_excluded=int(all_ratings.excluded.sum()), n_ratings_gold=int(all_ratings.is_gold.sum()),
         n_ratings_simulated=int(all_ratings.simulated.sum()), n_prompts=inp.n_prompts, n_resamples=N_RESAMPLES,
@@ -539,7 +621,7 @@ def _ocr_correlation(*, gen: np.ndarray, accuracy: np.ndarray, a: RatingArrays,
     sel = a.criterion == text_crit[0]
     if not sel.any():
         return None
-    ids, inv = _dense(a.generation[sel])
+    ids, inv = arrays.dense_codes(a.generation[sel])
     human = np.bincount(inv, weights=a.score[sel]) / np.bincount(inv)
     both = np.isin(gen, ids)
     if both.sum() < 3:
@@ -574,8 +656,8 @@ def ocr_results(*, study: Study, model_ids: list[int], a: RatingArrays, criteria
         return OcrResults(n_images=n_images, n_checked=n_checked, n_failed=n_failed, cells=(None,) * n_models,
                           all_words=(None,) * n_models)
     gen = np.array([r[0] for r in checked], dtype=np.int64)
-    model = _index_of(np.array([r[1] for r in checked], dtype=np.int64), model_ids)
-    _, prompt = _dense(np.array([r[2] for r in checked], dtype=np.int64))
+    model = arrays.positions(np.array([r[1] for r in checked], dtype=np.int64), model_ids)
+    _, prompt = arrays.dense_codes(np.array([r[2] for r in checked], dtype=np.int64))
     accuracy = 100.0 * (1.0 - np.array([r[3] for r in checked], dtype=np.float64))
     words = np.array([bool(r[4]) for r in checked], dtype=np.float64) * 100.0
     table = stats.model_means(scores=accuracy, model=model, prompt=prompt, n_models=n_models,
@@ -597,8 +679,8 @@ def _pair_results(*, a: RatingArrays, criteria: list[Criterion], model_ids: list
     pr = _pairs_of(a)
     if pr["criterion"].size == 0:
         return Pairs()
-    lm, rm = _index_of(pr["left_model"], model_ids), _index_of(pr["right_model"], model_ids)
-    _, pp = _dense(pr["prompt"])
+    lm, rm = arrays.positions(pr["left_model"], model_ids), arrays.positions(pr["right_model"], model_ids)
+    _, pp = arrays.dense_codes(pr["prompt"])
     by_criterion = {}
     for c in criteria:
         sel = pr["criterion"] == c.pk

@@ -58,3 +58,16 @@ def test_a_board_of_another_format_is_refused(board):
 def test_board_is_frozen(board):
     with pytest.raises(dataclasses.FrozenInstanceError):
         board.n_prompts = 0  # type: ignore[misc]
+
+
+def test_threads_change_nothing(study_factory, settings):
+    """The board's numpy work side by side on threads (RESULTS_COMPUTE_THREADS) gives the very board of one thread:
+    each job is computed whole on one thread, in the same order of operations."""
+    study, _, _ = study_factory(mode="both", n_models=3, n_prompts=12, k=2)
+    call_command("simulate_panel", study=study.pk, panelists=8, seed=5, stdout=io.StringIO())
+    settings.RESULTS_COMPUTE_THREADS = 1
+    one = rs.leaderboard_compute(study=study)
+    settings.RESULTS_COMPUTE_THREADS = 3
+    three = rs.leaderboard_compute(study=study)
+    assert len(one.by_category) > 1 and one.pairs.n_pairs > 0
+    assert dataclasses.replace(three, computed_at=one.computed_at) == one

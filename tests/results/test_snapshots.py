@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
@@ -281,6 +282,32 @@ def embedded_worker(env: dict, *, log: Path, name: str, queues: str) -> Iterator
 
 @pytest.mark.services
 @pytest.mark.django_db
+def test_a_refused_aggregate_falls_back_to_the_copy_stream(study_factory, monkeypatch):
+    """Past 1 GB a column's bytea is refused: the fetch takes the COPY stream, inside the same transaction."""
+    import psycopg
+
+    from ratings.results import selectors as rs
+
+    study, _, _ = study_factory(n_models=3, n_prompts=6, k=2)
+    ratings_simulate(study=study, panelists=3, seed=2)
+    want = rs.rating_arrays(study=study)
+
+    def refuse(**kwargs):
+        with connection.cursor() as cursor:  # a real server error, as the 1 GB limit gives
+            cursor.cursor.execute("SELECT repeat('x', 1) || (SELECT 1/0)::text")
+    monkeypatch.setattr(rs, "_int64_columns_by_aggregate", refuse)
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        rs.rating_arrays(study=study)  # only the size refusals fall back
+    monkeypatch.setattr(rs, "_int64_columns_by_aggregate",
+                        lambda **kw: (_ for _ in ()).throw(psycopg.errors.ProgramLimitExceeded("too big")))
+    got = rs.rating_arrays(study=study)
+    order = lambda a: np.lexsort((a.criterion, a.generation, a.assignment))  # noqa: E731
+    assert (got.score[order(got)] == want.score[order(want)]).all() and len(got) == len(want) > 0
+    assert Rating.objects.filter(study=study).count() == len(want)  # the transaction is still usable
+
+
+@pytest.mark.services
+@pytest.mark.django_db
 def test_copy_fetch_equals_the_cursor_fetch(study_factory):
     """PostgreSQL's COPY (FORMAT BINARY) path gives exactly the arrays of the plain cursor path."""
     from ratings.results import selectors as rs
@@ -290,13 +317,19 @@ def test_copy_fetch_equals_the_cursor_fetch(study_factory):
     services.panelist_exclude(panelist=Panelist.objects.filter(study=study).first(), reason="test")
     qs_arrays = rs.rating_arrays(study=study)
     assert len(qs_arrays) > 50 and qs_arrays.is_gold.any() and qs_arrays.excluded.any() and (qs_arrays.side > 0).any()
-    from django.db.models import Case, IntegerField, Value, When
-
-    side_code = Case(*(When(side=s, then=Value(c)) for s, c in rs._SIDE_CODE.items()), default=Value(0),
-                     output_field=IntegerField())
-    sql, params = (Rating.objects.filter(study=study).order_by().annotate(side_code=side_code)
-                   .values_list(*rs._ARRAY_FIELDS).query.sql_with_params())
+    sql, params = rs.rating_columns_sql(study=study)
     plain = rs._int64_columns_by_cursor(sql=sql, params=params, n_cols=len(rs._ARRAY_FIELDS))
-    copied = rs._int64_columns_by_copy(sql=sql, params=params, n_cols=len(rs._ARRAY_FIELDS), bool_cols=rs._BOOL_FIELDS)
-    order_p, order_c = plain[0].argsort(), copied[0].argsort()
-    assert copied.dtype == plain.dtype and (copied[:, order_c] == plain[:, order_p]).all()
+    order_p = np.lexsort(plain[[1, 2, 4]])  # one rating per (answer, image, criterion): sort by it
+    for fetch in (rs._int64_columns_by_copy, rs._int64_columns_by_aggregate):
+        got = fetch(sql=sql, params=params, n_cols=len(rs._ARRAY_FIELDS))
+        assert got.dtype == plain.dtype and (got[:, np.lexsort(got[[1, 2, 4]])] == plain[:, order_p]).all(), fetch
+    # the packed column unpacks to each rating's own score, side and simulated flag
+    Rating.objects.filter(pk__in=list(Rating.objects.filter(study=study).values_list("pk", flat=True)[:5])).update(
+        is_simulated=False)
+    got = rs.rating_arrays(study=study)
+    side_code = {"single": 0, "left": 1, "right": 2}
+    want = sorted((a, g, c, s, side_code[side], sim) for a, g, c, s, side, sim in Rating.objects.filter(study=study)
+                  .values_list("assignment_id", "generation_id", "criterion_id", "score", "side", "is_simulated"))
+    assert sorted(zip(got.assignment.tolist(), got.generation.tolist(), got.criterion.tolist(), got.score.tolist(),
+                      got.side.tolist(), got.simulated.tolist(), strict=True)) == want
+    assert not all(w[5] for w in want) and any(w[5] for w in want) and len({w[3] for w in want}) > 3
