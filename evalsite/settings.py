@@ -305,6 +305,11 @@ RESULTS_COMPUTE_ON_READ = env.bool("EVALSITE_RESULTS_COMPUTE_ON_READ", default=F
 # The raw ratings export of a study with more ratings than this is written by a task on the default queue into
 # the media storage (exports/), and offered for download when ready; up to it, ratings.csv streams at once.
 RESULTS_EXPORT_BACKGROUND_ROWS = env.int("EVALSITE_RESULTS_EXPORT_BACKGROUND_ROWS", default=200_000)
+# Finished export files kept per study and kind (the newest); an older one's file is deleted from the storage
+# when a newer one is written (its row stays in the history, marked removed). 0 keeps every file.
+RESULTS_EXPORT_KEEP = env.int("EVALSITE_RESULTS_EXPORT_KEEP", default=3)
+if RESULTS_EXPORT_KEEP < 0:
+    raise ImproperlyConfigured(f"EVALSITE_RESULTS_EXPORT_KEEP must be 0 or more, not {RESULTS_EXPORT_KEEP}")
 # Threads one board computation spreads its numpy work over (the score table, the per-category tables and
 # the pairs side by side; numpy releases the GIL in its loops); 1 computes everything on the calling thread.
 RESULTS_COMPUTE_THREADS = env.int("EVALSITE_RESULTS_COMPUTE_THREADS", default=min(3, os.cpu_count() or 1))

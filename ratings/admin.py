@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from .models import Assignment, Criterion, Panelist, Rating, Study
+from .models import Assignment, Criterion, ExportFile, Panelist, Rating, Study
 from .selectors import study_locked_fields
 from .services import study_default_criteria_ensure, study_items_sync
 
@@ -68,3 +68,19 @@ class RatingAdmin(admin.ModelAdmin):
     list_display = ("id", "study", "panelist", "generation", "criterion", "score", "side", "is_simulated", "created_at")
     list_filter = ("study", "criterion", "is_simulated")
     raw_id_fields = ("assignment", "generation", "panelist")
+
+
+@admin.register(ExportFile)
+class ExportFileAdmin(admin.ModelAdmin):
+    """Background exports, for a look and for deleting (the file goes with its row); written only by the task."""
+
+    list_display = ("id", "study", "kind", "status", "rows", "size_bytes", "file", "requested_by", "created_at",
+                    "finished_at")
+    list_filter = ("status", "kind", "study")
+    readonly_fields = [f.name for f in ExportFile._meta.fields]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -6,6 +6,10 @@ Above it, a web worker would be held for minutes, so staff ask for the file (a P
 in 0700 folders on a file system, a private object on S3); the page polls its state and links the download
 view, which checks the same permission as ``ratings.csv``. The task is idempotent (late acks): only a queued
 row, or a running one whose worker died long ago, is claimed, so a redelivery writes nothing twice.
+
+Files do not pile up: once an export is written, the files of all but the newest ``RESULTS_EXPORT_KEEP``
+finished exports of that study and kind are deleted (their rows stay as history, marked removed), and
+deleting an export's row (the admin) deletes its file.
 """
 
 from __future__ import annotations
@@ -128,6 +132,7 @@ def export_file_write(*, export_id: int) -> ExportFile | None:
         ExportFile.objects.filter(pk=export_id).update(status=ExportStatus.DONE, rows=rows, file=saved,
                                                        size_bytes=size, finished_at=timezone.now())
         log.info("export %s of study %s written: %d rows, %d bytes (%s)", export_id, study.pk, rows, size, saved)
+        export_files_prune(study=study, kind=export.kind)
     except Exception as exc:  # noqa: BLE001 - the row says why; the worker lives on
         log.exception("export %s of study %s failed", export_id, study.pk)
         if saved:
@@ -135,3 +140,26 @@ def export_file_write(*, export_id: int) -> ExportFile | None:
         ExportFile.objects.filter(pk=export_id).update(status=ExportStatus.FAILED, finished_at=timezone.now(),
                                                        error=f"{type(exc).__name__}: {exc}"[:4000])
     return ExportFile.objects.get(pk=export_id)
+
+
+def export_files_prune(*, study: Study, kind: str = ExportKind.RATINGS, keep: int | None = None) -> int:
+    """Delete the files of this study's finished exports of ``kind`` beyond the newest ``keep``
+    (RESULTS_EXPORT_KEEP; 0 keeps all). Their rows stay, with no file: the page lists them as removed.
+    Returns how many files were deleted."""
+    keep = settings.RESULTS_EXPORT_KEEP if keep is None else keep
+    if keep <= 0:
+        return 0
+    older = list(ExportFile.objects.filter(study=study, kind=kind, status=ExportStatus.DONE).exclude(file="")
+                 .order_by("-finished_at", "-id")[keep:])
+    for export in older:
+        export_file_delete_stored(name=export.file.name)
+        ExportFile.objects.filter(pk=export.pk).update(file="")
+    if older:
+        log.info("exports of study %s: %d older %s file(s) deleted, %d kept", study.pk, len(older), kind, keep)
+    return len(older)
+
+
+def export_file_delete_stored(*, name: str | None) -> None:
+    """Delete one export's file from the media storage (nothing if it is already gone)."""
+    if name and default_storage.exists(name):
+        default_storage.delete(name)

@@ -9,8 +9,9 @@ from django.dispatch import receiver
 from generation.models import Generation, GpuPrice
 from generation.signals import vram_profile_done
 
-from ..models import Study
+from ..models import ExportFile, Study
 from ..signals import results_inputs_changed
+from .export_files import export_file_delete_stored
 from .models import SnapshotReason
 from .snapshots import board_snapshot_request
 
@@ -37,3 +38,11 @@ def snapshot_on_gpu_price(sender, *, instance: GpuPrice, **kwargs) -> None:
     gpu = instance.gpu_name
     sweeps = Generation.objects.filter(gpu_name=gpu).values("sweep_id")
     transaction.on_commit(lambda: _refresh(Study.objects.filter(sweep__in=sweeps)))
+
+
+@receiver(post_delete, sender=ExportFile, dispatch_uid="results.export_file_delete_stored")
+def export_file_deleted(sender, *, instance: ExportFile, **kwargs) -> None:
+    """An export's row deleted (the admin): its file goes too, once the deletion is committed."""
+    name = instance.file.name
+    if name:
+        transaction.on_commit(lambda: export_file_delete_stored(name=name))

@@ -289,6 +289,7 @@ def exports(request: HttpRequest, study_id: int) -> HttpResponse:
         "study": study, "latest": latest, "history": export_files.export_file_list(study=study),
         "n_ratings": n_ratings, "threshold": settings.RESULTS_EXPORT_BACKGROUND_ROWS,
         "background": export_files.ratings_export_in_background(n_ratings=n_ratings),
+        "keep": settings.RESULTS_EXPORT_KEEP,
         "unfinished": latest is not None and latest.status in export_files.UNFINISHED,
         "new_since": (Rating.objects.filter(study=study, id__gt=latest.last_rating_id).count()
                       if latest is not None else 0),

@@ -239,3 +239,50 @@ def test_embedded_broker_worker_writes_the_export(tmp_path):
         path = tmp_path / "data" / "media" / row[2]
         assert row[1] == n > 0 and path.read_bytes().count(b"\r\n") == n + 1
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_only_the_newest_files_are_kept_and_a_deleted_row_takes_its_file(rated, exporter, settings, eager,
+                                                                        django_capture_on_commit_callbacks):
+    """RESULTS_EXPORT_KEEP: writing a fourth export deletes the oldest file (its row stays, marked removed, with no
+    link); deleting a row deletes its file once committed."""
+    study, n = rated
+    settings.RESULTS_EXPORT_BACKGROUND_ROWS = 10
+    settings.RESULTS_EXPORT_KEEP = 3
+    done = []
+    for _ in range(4):
+        with django_capture_on_commit_callbacks(execute=True):
+            exporter.post(reverse("results:export_request", args=[study.pk]))
+        done.append(ExportFile.objects.latest("id"))
+    paths = []
+    for e in done:
+        e.refresh_from_db()
+        paths.append(Path(settings.MEDIA_ROOT) / e.file.name if e.file.name else None)
+    assert [e.status for e in done] == [ExportStatus.DONE] * 4
+    assert paths[0] is None and not done[0].file  # the oldest: its file deleted, its row kept
+    assert all(p is not None and p.is_file() for p in paths[1:])
+    assert len(os.listdir(paths[1].parent)) == 3
+    page = exporter.get(reverse("results:exports", args=[study.pk])).content.decode()
+    assert reverse("results:export_download", args=[study.pk, done[0].pk]) + '"' not in page
+    assert page.count('class="muted export-removed"') == 1 and "the newest 3 are kept" in page
+    for e in done[1:]:
+        assert f'href="{reverse("results:export_download", args=[study.pk, e.pk])}"' in page
+    assert exporter.get(reverse("results:export_download", args=[study.pk, done[0].pk])).status_code == 404
+
+    assert export_files.export_files_prune(study=study, keep=1) == 2  # the setting's 0 would keep every file
+    assert sorted(p.name for p in paths[1].parent.iterdir()) == [paths[3].name]
+    with django_capture_on_commit_callbacks(execute=True):
+        ExportFile.objects.get(pk=done[3].pk).delete()  # what the admin's delete does
+    assert not paths[3].exists() and ExportFile.objects.count() == 3
+
+
+def test_the_admin_lists_exports_read_only(rated, admin_client, settings, eager, django_capture_on_commit_callbacks):
+    study, _ = rated
+    settings.RESULTS_EXPORT_BACKGROUND_ROWS = 10
+    with django_capture_on_commit_callbacks(execute=True):
+        export_files.export_file_request(study=study)
+    export = ExportFile.objects.get()
+    listing = admin_client.get(reverse("admin:ratings_exportfile_changelist"))
+    assert listing.status_code == 200 and export.file.name in listing.content.decode()
+    assert admin_client.get(reverse("admin:ratings_exportfile_add")).status_code == 403
+    detail = admin_client.get(reverse("admin:ratings_exportfile_change", args=[export.pk])).content.decode()
+    assert 'name="rows"' not in detail  # nothing to edit: the task writes these
