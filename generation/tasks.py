@@ -31,10 +31,24 @@ def vram_profile(*, profile_id: int) -> dict:
     return {"status": profile.status if profile else "missing"}
 
 
+def renders(consumer) -> bool:
+    """Whether this worker takes the ``gpu`` queue (renders, profiles). A results worker (``-Q default``, the
+    web image: no torch, no GPU) does not; when the queues can't be read, assume it does."""
+    try:
+        queues = consumer.app.amqp.queues.consume_from
+    except AttributeError:
+        return True
+    return not queues or "gpu" in queues
+
+
 @worker_ready.connect
-def _start_monitor(**_kwargs) -> None:
-    """Heartbeat on progress, the watchdog, reconcile of lost images and chunks (services.liveness)."""
+def _start_monitor(sender=None, **_kwargs) -> None:
+    """Heartbeat on progress, the watchdog, reconcile of lost images and chunks, the GPU capability report
+    (services.liveness): in a worker that renders only."""
     global _monitor
+    if sender is not None and not renders(sender):
+        logger.info("worker monitor not started: this worker does not take the gpu queue")
+        return
     if _monitor is None:
         _monitor = services.WorkerMonitor(worker=services.worker_name())
         _monitor.start()

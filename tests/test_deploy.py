@@ -41,7 +41,7 @@ def compose_config() -> dict:
 
 def test_compose_has_the_services(compose_config):
     services = compose_config["services"]
-    assert {"postgres", "redis", "web", "worker-gpu", "worker-gpu1"} <= set(services)
+    assert {"postgres", "redis", "web", "worker", "worker-gpu", "worker-gpu1"} <= set(services)
     assert "healthcheck" in services["postgres"] and "healthcheck" in services["redis"]
     assert services["web"]["environment"]["DATABASE_URL"].startswith("postgres://")
     assert services["web"]["environment"]["CELERY_BROKER_URL"].startswith("redis://")
@@ -55,7 +55,7 @@ def test_each_gpu_worker_is_one_solo_process_on_its_own_gpu(compose_config):
         svc = services[name]
         command = svc["command"]
         assert "--pool=solo" in command and command[command.index("-c") + 1] == "1"
-        assert "gpu" in command[command.index("-Q") + 1].split(",")
+        assert command[command.index("-Q") + 1] == "gpu"  # snapshots and exports never wait behind a render
         (device,) = svc["deploy"]["resources"]["reservations"]["devices"]
         assert device["capabilities"] == ["gpu"]
         gpus.extend(device["device_ids"])
@@ -64,6 +64,33 @@ def test_each_gpu_worker_is_one_solo_process_on_its_own_gpu(compose_config):
     assert sorted(gpus) == ["0", "1"]
 
 
+
+
+def test_a_results_worker_takes_the_default_queue_on_the_web_image(compose_config):
+    """Leaderboard snapshots and background exports run on the `default` queue: a worker on the web image (no
+    GPU) takes it, so a board is refreshed while the GPU workers render, and on a host without any GPU."""
+    services = compose_config["services"]
+    svc = services["worker"]
+    command = svc["command"]
+    assert command[:3] == ["celery", "-A", "evalsite"] and command[command.index("-Q") + 1] == "default"
+    assert "--pool=solo" not in command and svc["build"]["dockerfile"] == "Dockerfile"
+    assert "deploy" not in svc  # no GPU reserved
+    assert svc["environment"] == services["web"]["environment"]  # the same database, broker, cache and media
+    assert "/data" in str(svc["volumes"])
+    node = command[command.index("-n") + 1].split("@")[0]
+    test = " ".join(svc["healthcheck"]["test"])  # not the web image's curl of port 8000
+    assert "curl" not in test and (f"-d {node}@$$HOSTNAME" in test or f"-d {node}@$HOSTNAME" in test)
+    assert svc["depends_on"]["web"]["condition"] == "service_healthy"  # web migrates first
+    # every queue the app routes to has a consumer
+    from evalsite.celery import app
+
+    routed = {route["queue"] for route in app.conf.task_routes.values()} | {app.conf.task_default_queue}
+    consumed = set()
+    for service in services.values():
+        cmd = service.get("command") or []
+        if isinstance(cmd, list) and "worker" in cmd and "-Q" in cmd:
+            consumed |= set(cmd[cmd.index("-Q") + 1].split(","))
+    assert routed <= consumed, routed - consumed
 
 
 def _seconds(duration: str) -> int:

@@ -7,6 +7,8 @@
    made unimportable, as they are absent from the web image.
 3. Chromium crawls every page type as anonymous, staff and panelist: no response >= 500 and every linked
    stylesheet, script and image answers 200.
+4. The ``worker`` service (the results worker, same image) runs its compose command the same way: it answers
+   its healthcheck and makes the leaderboard snapshot and a background export of a study.
 """
 
 from __future__ import annotations
@@ -87,11 +89,11 @@ def dockerfile_static_build_lines() -> list[str]:
 
 
 def _shims(tmp: Path) -> tuple[Path, Path]:
-    """bin/: `python` and `gunicorn` of this venv; site/: a sitecustomize that hides the worker packages."""
+    """bin/: `python`, `gunicorn` and `celery` of this venv; site/: a sitecustomize that hides the worker packages."""
     bin_dir, site_dir = tmp / "bin", tmp / "site"
     bin_dir.mkdir()
     site_dir.mkdir()
-    for name, run in (("python", ""), ("gunicorn", " -m gunicorn")):
+    for name, run in (("python", ""), ("gunicorn", " -m gunicorn"), ("celery", " -m celery")):
         (bin_dir / name).write_text(f'#!/bin/sh\nexec "{sys.executable}"{run} "$@"\n')
         (bin_dir / name).chmod(0o755)
     blocked = sorted(WORKER_IMPORT_NAMES.values())
@@ -106,6 +108,16 @@ def _shims(tmp: Path) -> tuple[Path, Path]:
         "sys.meta_path.insert(0, HideWorkerPackages())\n"
     )
     return bin_dir, site_dir
+
+
+def _stop(proc: subprocess.Popen, *, grace: float) -> None:
+    """SIGTERM to the process group (gunicorn's or Celery's warm shutdown), SIGKILL after ``grace`` seconds."""
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()
 
 
 def _free_port() -> int:
@@ -182,12 +194,7 @@ def production_server(transactional_db, tmp_path):
             time.sleep(0.5)
         yield Server(url=origin, log=log, env=env, static_build_output=build.stdout)
     finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+        _stop(proc, grace=30)
 
 
 def page_type(path: str) -> str | None:
@@ -322,3 +329,78 @@ def test_the_production_build_serves_every_page(production_server, browser, djan
     assert any(url.endswith(".css") for url in staff_crawl.assets) and any(".js" in url for url in staff_crawl.assets)
     assert all("/static/" not in url or re.search(r"\.[0-9a-f]{12}\.", url) for crawl in crawls for url in crawl.assets), \
         "static URLs carry the manifest's hashed names"
+
+
+def test_the_compose_results_worker_makes_snapshots_and_exports(transactional_db, tmp_path, settings):
+    """docker-compose's ``worker`` service (the `default` queue, on the web image): its command and environment
+    from docker-compose.yml, run from the build context with the GPU-worker packages hidden; only the hosts
+    change. Its healthcheck answers; a study's first snapshot and a background export are made by it."""
+    from evalsite.celery import app
+    from ratings.models import ExportFile, ExportStatus, Rating
+    from ratings.results.export_files import export_file_request
+    from ratings.results.models import BoardSnapshot, SnapshotReason
+    from ratings.results.snapshots import board_snapshot_request
+
+    app_dir = tmp_path / "app"
+    _copy_build_context(app_dir)
+    bin_dir, site_dir = _shims(tmp_path)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    hostname = socket.gethostname()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(site_dir),
+           **dockerfile_env("Dockerfile"),
+           **compose_service_env("worker", {"DJANGO_SECRET_KEY": secrets.token_urlsafe(50)}),
+           "DATABASE_URL": _database_url(), "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+           "CACHE_URL": settings.CELERY_BROKER_URL, "EVALSITE_DATA_DIR": str(data_dir),
+           "MEDIA_ROOT": str(settings.MEDIA_ROOT), "HOSTNAME": hostname}
+    service = compose_file()["services"]["worker"]
+    command = service["command"]
+    assert command[command.index("-Q") + 1] == "default"
+    with app.connection_for_write() as conn:  # no task left over from an earlier run (ids are reused)
+        conn.default_channel.queue_declare(queue="default", durable=True, auto_delete=False)
+        conn.default_channel.queue_purge("default")
+
+    settings.RESULTS_COMPUTE_ON_READ = False  # as deployed: the page asks, the worker computes
+    settings.RESULTS_EXPORT_BACKGROUND_ROWS = 1
+    sweep, *_ = make_sweep(n_models=3, n_prompts=4)
+    study = study_create(sweep=sweep, name="Compose worker study", mode="both", ratings_per_item=2)
+    study_open(study=study)
+    ratings_simulate(study=study, panelists=3, seed=4, max_items=12)
+    n_ratings = Rating.objects.filter(study=study).count()
+    assert n_ratings and not BoardSnapshot.objects.filter(study=study).exists()
+
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, cwd=app_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    health = " ".join(service["healthcheck"]["test"][1:]).replace("$$", "$")
+
+    def wait(what: str, check, timeout: float = 90):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            if proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        pytest.fail(f"{what}: not within {timeout:.0f} s\n--- worker log ---\n{log.read_text()[-4000:]}")
+
+    try:
+        wait("the healthcheck", lambda: subprocess.run(["sh", "-c", health], cwd=app_dir, env=env,
+                                                        capture_output=True, timeout=60).returncode == 0)
+        board_snapshot_request(study_id=study.pk, reason=SnapshotReason.FIRST)  # what the first page view asks
+        wait("the snapshot", lambda: BoardSnapshot.objects.filter(study=study).exists())
+        snap = BoardSnapshot.objects.get(study=study)
+        assert snap.ratings_count == n_ratings and snap.board["n_ratings_total"] == n_ratings
+
+        export = export_file_request(study=study)  # autocommit here: sent at once
+        wait("the export", lambda: ExportFile.objects.filter(pk=export.pk, status__in=(
+            ExportStatus.DONE, ExportStatus.FAILED)).exists())
+        export.refresh_from_db()
+        assert export.status == ExportStatus.DONE, export.error
+        written = Path(settings.MEDIA_ROOT) / export.file.name
+        assert export.rows == n_ratings and written.read_bytes().count(b"\r\n") == n_ratings + 1
+    finally:
+        _stop(proc, grace=60)
+    problems = [line for line in log.read_text().splitlines() if "Traceback" in line or "ERROR" in line]
+    assert not problems, log.read_text()[-4000:]

@@ -180,3 +180,25 @@ def test_an_idle_worker_resends_a_lost_last_chunk(tiny_models, settings, django_
         assert sweep_reconcile(sweep=sweep, now=now, idle_since=now - timedelta(seconds=70)) == len(lost + later)
     assert set(Generation.objects.filter(pk__in=lost + later).values_list("enqueued_at", flat=True)) == {now}
 
+
+
+@pytest.mark.parametrize(("queues", "expected"), [(["gpu"], True), (["gpu", "default"], True), (["default"], False),
+                                                   (None, False)])
+def test_the_monitor_runs_only_in_a_worker_that_renders(queues, expected):
+    """`-Q gpu` (a GPU worker, or make demo's gpu,default) starts the monitor; compose's results worker (`-Q default`,
+    the web image without torch) does not, nor a worker without -Q (it takes the default queue only)."""
+    from types import SimpleNamespace
+
+    from celery import Celery
+
+    from generation.tasks import renders
+
+    app = Celery("monitor-test", set_as_current=False)
+    app.conf.task_default_queue = "default"
+    app.conf.task_routes = {"generation.tasks.*": {"queue": "gpu"}}
+    if queues is not None:
+        for name in queues:
+            app.amqp.queues.add(name)  # what the worker's -Q does: select among the known queues
+        app.amqp.queues.select(queues)
+    assert renders(SimpleNamespace(app=app)) is expected
+    assert renders(SimpleNamespace()) is True  # queues unreadable: the monitor starts as before
