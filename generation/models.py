@@ -292,6 +292,9 @@ class VramProfile(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text=(
+        "Refreshed while the profile runs; a running profile without one for EVALSITE_RENDER_STALE_SECONDS "
+        "lost its worker and is failed."))
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -1,6 +1,13 @@
 """Writes of the generation app (registry, sweeps, rendering). Import from here."""
 
-from .liveness import Liveness, WorkerMonitor, generations_heartbeat, watchdog_limit, worker_liveness
+from .liveness import (
+    Liveness,
+    WorkerMonitor,
+    generations_heartbeat,
+    vram_profiles_reconcile,
+    watchdog_limit,
+    worker_liveness,
+)
 from .registry import (
     REFERENCE_MODELS,
     demo_models_build,
@@ -47,5 +54,5 @@ __all__ = [
     "sweep_cancel", "sweep_canvas_default", "sweep_create", "sweep_prompts_select", "sweep_enqueue", "sweep_reconcile", "sweep_retry_failed", "sweep_status_refresh", "sweeps_reconcile", "tiny_models_build",
     "VramProfileInvalid", "vram_cards_parse", "vram_profile_create", "vram_profile_request", "vram_profile_run",
     "vram_settings_check",
-    "Liveness", "generations_heartbeat", "watchdog_limit", "worker_liveness", "worker_name",
+    "Liveness", "generations_heartbeat", "vram_profiles_reconcile", "watchdog_limit", "worker_liveness", "worker_name",
 ]

@@ -22,13 +22,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from generation.models import Generation, GenerationStatus, ImageModel, Sweep
+from generation.models import Generation, GenerationStatus, ImageModel, Sweep, VramProfile, VramProfileStatus
 from generation.recycle import process_recycle
 
 from .sweeps import sweep_enqueue, sweep_status_refresh, sweeps_reconcile
@@ -195,6 +195,26 @@ def watchdog_fire(*, overdue: Overdue, state: Liveness, worker: str) -> None:
         sweep_status_refresh(sweep=sweep)
 
 
+def vram_profiles_reconcile(*, now: datetime | None = None) -> int:
+    """Fail the running profiles whose process stopped heartbeating for RENDER_STALE_SECONDS (a worker
+    killed, out of host memory, or lost): otherwise they would say "running" for ever, and a redelivered
+    task finds them taken. Not re-queued: a profile that killed its worker would kill the next one.
+    Returns how many were failed (GPU workers call this from their monitor)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.RENDER_STALE_SECONDS)
+    lost = list(VramProfile.objects.filter(status=VramProfileStatus.RUNNING, heartbeat_at__lt=cutoff)
+                .values_list("pk", "worker", "heartbeat_at"))
+    failed = 0
+    for pk, worker, beat in lost:
+        error = (f"Its worker {worker or '(unknown)'} stopped during the profile: no heartbeat since "
+                 f"{beat:%Y-%m-%d %H:%M:%S} UTC (killed, out of host memory, or lost). Ask for it again; if it "
+                 "stops again, profile fewer cards or settings at a time.")
+        failed += VramProfile.objects.filter(pk=pk, status=VramProfileStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=VramProfileStatus.FAILED, error=error, finished_at=now)
+        logger.warning("VRAM profile %s failed: %s", pk, error)
+    return failed
+
+
 class WorkerMonitor(threading.Thread):
     """A worker's background thread: heartbeat on progress, watchdog, and reconcile from time to time.
 
@@ -213,6 +233,13 @@ class WorkerMonitor(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            if threading.current_thread() is self:  # started as a thread: its own connections end with it
+                connections.close_all()
+
+    def _loop(self) -> None:
         self.state.ready()
         last_beat = self.state.clock()
         last_reconcile: float | None = None
@@ -229,6 +256,7 @@ class WorkerMonitor(threading.Thread):
                     generations_heartbeat(generation_ids=beat, worker=self.worker)
                     if last_reconcile is None or tick - last_reconcile >= self.reconcile_every:
                         sweeps_reconcile(idle_since=self.state.idle_since)
+                        vram_profiles_reconcile()
                         last_reconcile = tick
             except Exception:  # noqa: BLE001 - a database hiccup must not kill the monitor
                 logger.exception("worker monitor: heartbeat/watchdog/reconcile failed")

@@ -11,10 +11,13 @@ itself is imported only when a profile runs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from evalsite.errors import ServiceError
@@ -106,8 +109,38 @@ def vram_profile_request(*, image_model: ImageModel, cards: Sequence[float] = CA
 
 def _claim(*, profile_id: int, worker: str) -> bool:
     """Queued -> running for this process. A redelivered task (late acks) finds it taken and does nothing."""
+    now = timezone.now()
     return bool(VramProfile.objects.filter(pk=profile_id, status=VramProfileStatus.QUEUED).update(
-        status=VramProfileStatus.RUNNING, started_at=timezone.now(), worker=worker))
+        status=VramProfileStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker))
+
+
+@contextmanager
+def _heartbeat(*, profile_id: int, interval: float | None = None) -> Iterator[None]:
+    """While the block runs, a thread refreshes the running profile's heartbeat every ``interval`` seconds
+    (RENDER_HEARTBEAT_SECONDS): a model load or a capped render may take minutes without a step to report,
+    and the process that runs it (a worker's task or the ``profile_vram`` command) is alive all that time."""
+    stop = threading.Event()
+    every = settings.RENDER_HEARTBEAT_SECONDS if interval is None else interval
+
+    def beat() -> None:
+        try:
+            while not stop.wait(every):
+                try:
+                    VramProfile.objects.filter(pk=profile_id, status=VramProfileStatus.RUNNING).update(
+                        heartbeat_at=timezone.now())
+                except DatabaseError:  # a database hiccup: the next beat tries again
+                    logger.warning("VRAM profile %s: heartbeat failed", profile_id, exc_info=True)
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"vram-profile-{profile_id}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
 
 
 def _finish(*, profile_id: int, status: str, report: dict[str, Any] | None = None, error: str = "",
@@ -138,38 +171,39 @@ def vram_profile_run(*, profile_id: int, engine: Engine | None = None,
     skipped = [c for c in profile.cards if c not in cards]
     own_engine = engine is None
     worker_liveness.chunk_received()  # busy: chunks queued behind the profile are not "lost" meanwhile
-    try:
-        if own_engine:
-            engine_models_release()  # the worker's cached models leave the card to the profile
-            # torch: only a worker running a profile loads it (the web process imports this module).
-            from generation.engine import Engine
+    with _heartbeat(profile_id=profile_id):  # the process lives: the reconcile leaves it running
+        try:
+            if own_engine:
+                engine_models_release()  # the worker's cached models leave the card to the profile
+                # torch: only a worker running a profile loads it (the web process imports this module).
+                from generation.engine import Engine
 
-            engine = Engine(memory_cap_bytes=ceiling, memory_ceiling_bytes=ceiling, oom_retry=False)
+                engine = Engine(memory_cap_bytes=ceiling, memory_ceiling_bytes=ceiling, oom_retry=False)
 
-        def progress(report: dict[str, Any]) -> None:
-            VramProfile.objects.filter(pk=profile_id).update(report=report, gpu_name=report.get("gpu_name", ""))
-            if on_result:
-                on_result(report)
+            def progress(report: dict[str, Any]) -> None:
+                VramProfile.objects.filter(pk=profile_id).update(report=report, gpu_name=report.get("gpu_name", ""))
+                if on_result:
+                    on_result(report)
 
-        if not cards:
-            raise VramProfileInvalid(
-                f"every card asked for ({', '.join(f'{c:g}' for c in profile.cards)} GB) is above this worker's "
-                f"EVALSITE_GPU_MEMORY_GIB ceiling: profile them on a worker without that cap")
-        report = card_profile.profile(engine, spec, cards=cards,
-                                      settings=profile.setting_names or card_profile.SETTING_NAMES,
-                                      verify=profile.verify, on_result=progress)
-        if skipped:
-            report["cards_skipped"] = {"cards": skipped, "why": "above this worker's EVALSITE_GPU_MEMORY_GIB ceiling"}
-        _finish(profile_id=profile_id, status=VramProfileStatus.DONE, report=report, gpu_name=report["gpu_name"])
-        transaction.on_commit(lambda: vram_profile_done.send(sender=VramProfile, image_model_id=profile.image_model_id))
-        logger.info("VRAM profile %s of %s done: min card %s", profile_id, spec.slug, report.get("min_card"))
-    except (NoGPU, VramProfileInvalid) as exc:
-        _finish(profile_id=profile_id, status=VramProfileStatus.FAILED, error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - the row says why; the worker lives on (a redelivery finds it failed)
-        logger.exception("VRAM profile %s of %s crashed", profile_id, spec.slug)
-        _finish(profile_id=profile_id, status=VramProfileStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-    finally:
-        if own_engine and engine is not None:
-            engine.close()
-        worker_liveness.chunk_end()
+            if not cards:
+                raise VramProfileInvalid(
+                    f"every card asked for ({', '.join(f'{c:g}' for c in profile.cards)} GB) is above this worker's "
+                    f"EVALSITE_GPU_MEMORY_GIB ceiling: profile them on a worker without that cap")
+            report = card_profile.profile(engine, spec, cards=cards,
+                                          settings=profile.setting_names or card_profile.SETTING_NAMES,
+                                          verify=profile.verify, on_result=progress)
+            if skipped:
+                report["cards_skipped"] = {"cards": skipped, "why": "above this worker's EVALSITE_GPU_MEMORY_GIB ceiling"}
+            _finish(profile_id=profile_id, status=VramProfileStatus.DONE, report=report, gpu_name=report["gpu_name"])
+            transaction.on_commit(lambda: vram_profile_done.send(sender=VramProfile, image_model_id=profile.image_model_id))
+            logger.info("VRAM profile %s of %s done: min card %s", profile_id, spec.slug, report.get("min_card"))
+        except (NoGPU, VramProfileInvalid) as exc:
+            _finish(profile_id=profile_id, status=VramProfileStatus.FAILED, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - the row says why; the worker lives on (a redelivery finds it failed)
+            logger.exception("VRAM profile %s of %s crashed", profile_id, spec.slug)
+            _finish(profile_id=profile_id, status=VramProfileStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            if own_engine and engine is not None:
+                engine.close()
+            worker_liveness.chunk_end()
     return VramProfile.objects.get(pk=profile_id)

@@ -233,3 +233,77 @@ def test_command_prints_the_table_of_a_finished_profile(tiny_models, monkeypatch
     assert lines[3].split() == ["24GB", "nf4", "5.42", "6.70", "/", "7.10"]
     assert "Min VRAM: 24 GB (nf4)" in lines and f"stored as VRAM profile {profile.pk}" in lines
     assert json.loads(json.dumps(profile.report)) == profile.report and SETTING_NAMES[0] == "bf16"
+
+
+# --------------------------------------------------------------------------- a worker that died mid-profile
+
+
+@pytest.mark.django_db(transaction=True)  # the heartbeat and the monitor write from their own threads
+def test_a_running_profile_heartbeats_and_one_whose_worker_died_is_failed(tiny_models, settings):
+    """Without a heartbeat for RENDER_STALE_SECONDS a running profile lost its process (killed, out of host
+    memory): a GPU worker's monitor fails it with a message that says so, instead of "running" for ever. A
+    profile whose process lives keeps beating; queued and finished profiles are left alone."""
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from generation.services import WorkerMonitor, vram_profiles_reconcile
+    from generation.services.vram import _heartbeat
+
+    settings.RENDER_STALE_SECONDS = 120
+    model = tiny_models["tiny-flux"]
+    start = timezone.now()
+    long_ago = start - timedelta(seconds=600)
+
+    def running(worker: str) -> VramProfile:
+        profile = vram_profile_create(image_model=model, cards=[8])
+        VramProfile.objects.filter(pk=profile.pk).update(status=VramProfileStatus.RUNNING, started_at=long_ago,
+                                                         heartbeat_at=long_ago, worker=worker)
+        return profile
+
+    alive, dead = running("gpu-host:11"), running("gpu-host:12")
+    queued = vram_profile_create(image_model=model, cards=[8])
+    with _heartbeat(profile_id=alive.pk, interval=0.05):
+        deadline = time.monotonic() + 10
+        while VramProfile.objects.get(pk=alive.pk).heartbeat_at <= start and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert VramProfile.objects.get(pk=alive.pk).heartbeat_at > start
+
+    assert vram_profiles_reconcile() == 1
+    dead.refresh_from_db()
+    assert dead.status == VramProfileStatus.FAILED and dead.finished_at is not None
+    assert dead.error.startswith("Its worker gpu-host:12 stopped during the profile: no heartbeat since ")
+    assert VramProfile.objects.get(pk=alive.pk).status == VramProfileStatus.RUNNING
+    assert VramProfile.objects.get(pk=queued.pk).status == VramProfileStatus.QUEUED
+    assert vram_profiles_reconcile() == 0  # nothing twice
+
+    # a GPU worker's monitor thread runs that reconcile
+    VramProfile.objects.filter(pk=alive.pk).update(heartbeat_at=long_ago)
+    monitor = WorkerMonitor(worker="gpu-host:13", interval=0.05, reconcile_every=0.05)
+    monitor.start()  # as a worker starts it (its connections close when it stops)
+    try:
+        deadline = time.monotonic() + 30
+        while VramProfile.objects.get(pk=alive.pk).status == VramProfileStatus.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        monitor.stop()
+        monitor.join(timeout=30)
+    assert VramProfile.objects.get(pk=alive.pk).status == VramProfileStatus.FAILED
+
+
+@pytest.mark.django_db
+def test_the_model_page_says_when_a_running_profile_was_last_heard_from(tiny_models, client):
+    from datetime import timedelta
+
+    from django.urls import reverse
+    from django.utils import timezone
+
+    model = tiny_models["tiny-flux"]
+    profile = vram_profile_create(image_model=model, cards=[8])
+    beat = timezone.now() - timedelta(minutes=3)
+    VramProfile.objects.filter(pk=profile.pk).update(status=VramProfileStatus.RUNNING, started_at=beat,
+                                                     heartbeat_at=beat, worker="gpu-host:11")
+    client.force_login(staff_user("runner", roles=("Sweep runners",)))
+    page = client.get(reverse("generation:model_detail", args=[model.pk])).content.decode()
+    assert 'id="profile-heartbeat"' in page and "last heard from 3\xa0minutes ago" in page
