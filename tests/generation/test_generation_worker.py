@@ -30,7 +30,7 @@ import pytest
 from django.conf import settings as django_settings
 from PIL import Image
 
-from generation.models import Generation, GenerationStatus, SweepStatus
+from generation.models import Generation, GenerationStatus, Sweep, SweepStatus
 from generation.services import image_model_register_demo, sweep_create
 from tests.factories import PromptFactory, PromptSuiteFactory
 from tests.generation.stall import HANG, MODEL, build_stall_pipeline
@@ -97,6 +97,16 @@ def _wait_for(predicate, *, timeout: float, what: str, log: Path | None = None):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n--- worker log ---\n{tail}")
 
 
+def _sweep_finished(sweep, *, log: Path) -> str:
+    """The sweep's final status. A worker derives it after the chunk's last image is saved (a separate commit):
+    right after the images all finished it may still say running for a moment (longer on a loaded machine)."""
+    _wait_for(lambda: Sweep.objects.filter(pk=sweep.pk).exclude(
+        status__in=(SweepStatus.PENDING, SweepStatus.RUNNING)).exists(), timeout=60, what="the sweep's final status",
+        log=log)
+    sweep.refresh_from_db()
+    return sweep.status
+
+
 # --------------------------------------------------------------------------- PostgreSQL + Redis
 
 @pytest.fixture
@@ -156,8 +166,7 @@ def test_real_worker_renders_a_suite_with_tiny_models(suite, tiny_models, worker
     assert len(rows) == 3 * 4 * 2
     _check_images(rows, Path(settings.MEDIA_ROOT), width=64, height=64)
     assert len({row["worker"] for row in rows}) == 1 and all(row["attempts"] == 1 for row in rows)
-    sweep.refresh_from_db()
-    assert sweep.status == SweepStatus.DONE
+    assert _sweep_finished(sweep, log=workers.log) == SweepStatus.DONE
 
 
 @pytest.mark.services
@@ -189,8 +198,7 @@ def test_sigkilled_worker_is_replaced_and_the_sweep_completes_once(suite, tiny_m
     _check_images(rows, Path(settings.MEDIA_ROOT), width=64, height=64)
     assert set(Generation.objects.filter(pk__in=held).values_list("attempts", flat=True)) == {2}
     assert len({row["worker"] for row in rows}) == 2  # both workers rendered part of it
-    sweep.refresh_from_db()
-    assert sweep.status == SweepStatus.DONE
+    assert _sweep_finished(sweep, log=workers.log) == SweepStatus.DONE
 
 
 # --------------------------------------------------------------------------- embedded defaults
@@ -352,8 +360,7 @@ def test_hung_pipeline_fails_by_watchdog_and_the_recycled_worker_renders_the_res
     _wait_for(lambda: not gens.filter(status__in=("pending", "running")).exists(), timeout=300,
               what="the hung image to fail and the rest to render", log=workers.log)
     _check_hang(_rows(sweep), Path(settings.MEDIA_ROOT), workers.log, worker)
-    sweep.refresh_from_db()
-    assert sweep.status == SweepStatus.FAILED  # finished, with one failed image
+    assert _sweep_finished(sweep, log=workers.log) == SweepStatus.FAILED  # finished, with one failed image
 
 
 @pytest.mark.services
