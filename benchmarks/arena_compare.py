@@ -16,6 +16,11 @@ Both methods see the same battles:
   ``fastchat/serve/monitor/rating_systems.py`` (L-BFGS fit; bootstrap over battles). PyPI's
   ``fschat`` (0.2.36) predates that file, so pass a FastChat checkout with ``--fastchat``
   (``git clone https://github.com/lm-sys/FastChat``); only that one file is loaded from it.
+  Without a checkout, an installed ``fschat`` 0.2.36 is used as published: its
+  ``fastchat/serve/monitor/elo_analysis.py`` has the same Bradley–Terry MLE
+  (``compute_elo_mle_with_tie``, scikit-learn's logistic regression) and the same bootstrap over
+  battles (``get_bootstrap_result``): ``pip install fschat==0.2.36 scikit-learn plotly pytz psutil``
+  beside torch, transformers and accelerate, which its imports pull in.
 
 Prints a markdown table: seconds per study (fit + intervals) and coverage of the 95% intervals
 of the centred strengths (benchmarks/RESULTS.md, "Pairs at arena scale").
@@ -53,9 +58,24 @@ def load_fastchat(path: str | None):
     try:
         from fastchat.serve.monitor import rating_systems  # type: ignore[import-not-found]
     except ImportError:
-        sys.exit("arena_compare: FastChat's rating_systems.py is needed: pass --fastchat /path/to/FastChat "
-                 "(PyPI's fschat 0.2.36 does not have it)")
-    return rating_systems
+        pass
+    else:
+        return rating_systems
+    try:  # PyPI's fschat 0.2.36: the same MLE and bootstrap, in the older module
+        from fastchat.serve.monitor import elo_analysis  # type: ignore[import-not-found]
+    except ImportError as exc:
+        sys.exit(f"arena_compare: FastChat is needed ({exc}): pass --fastchat /path/to/FastChat, or "
+                 "pip install fschat==0.2.36 scikit-learn plotly pytz psutil (with torch, transformers, accelerate)")
+    return elo_analysis
+
+
+def fastchat_functions(rs):
+    """(name, fit, bootstrap(df, rounds)) of whichever FastChat module was loaded."""
+    if hasattr(rs, "compute_bt"):
+        return ("rating_systems.compute_bt + compute_bootstrap_bt", rs.compute_bt,
+                lambda df, rounds: rs.compute_bootstrap_bt(df, num_round=rounds, num_cpu=min(2, os.cpu_count() or 1)))
+    return ("fschat 0.2.36 elo_analysis.compute_elo_mle_with_tie + get_bootstrap_result", rs.compute_elo_mle_with_tie,
+            lambda df, rounds: rs.get_bootstrap_result(df, rs.compute_elo_mle_with_tie, num_round=rounds))
 
 
 def _bt_mle(wins: np.ndarray) -> np.ndarray:
@@ -109,8 +129,9 @@ def run_fastchat(rs, a, b, outcome, n_models: int, rounds: int):
     t0 = time.perf_counter()
     df = pd.DataFrame({"model_a": names[a], "model_b": names[b],
                        "winner": np.where(outcome == 1.0, "model_a", "model_b")})
-    point = rs.compute_bt(df)
-    boot = rs.compute_bootstrap_bt(df, num_round=rounds, num_cpu=min(2, os.cpu_count() or 1))
+    _, fit, bootstrap = fastchat_functions(rs)
+    point = fit(df)
+    boot = bootstrap(df, rounds)
     seconds = time.perf_counter() - t0
     to_theta = math.log(10.0) / 400.0  # Elo points (base 10, scale 400) -> natural log strength
     est = point.reindex(names).to_numpy() * to_theta
@@ -149,7 +170,8 @@ def main() -> None:
                                float(np.abs(est - truth).max())))
 
     print(f"{args.studies} studies × {args.battles:,} battles, {m} models, {args.prompts} prompts, "
-          f"prompt × model SD {args.interaction} (logit); 95% intervals of centred BT strengths\n")
+          f"prompt × model SD {args.interaction} (logit); 95% intervals of centred BT strengths; "
+          f"FastChat: {fastchat_functions(rs)[0]}\n")
     print("| method | intervals from | s/study (fit + CI), median | coverage (goal 95%) | mean width "
           "| top two told apart | max |error| of the fit |")
     print("|---|---|---|---|---|---|---|")
