@@ -300,6 +300,12 @@ IMAGE_IMPORT_MAX_PIXELS = env.int("EVALSITE_IMAGE_IMPORT_MAX_PIXELS", default=64
 # after the first new rating, or at once after this many new ratings; pages serve the latest snapshot.
 RESULTS_SNAPSHOT_DEBOUNCE_SECONDS = env.int("EVALSITE_RESULTS_DEBOUNCE_SECONDS", default=10)
 RESULTS_SNAPSHOT_EVERY_RATINGS = env.int("EVALSITE_RESULTS_EVERY_RATINGS", default=500)
+# Snapshots made after new ratings (one every debounce while ratings arrive: ~8,600 a day of a busy study) are
+# thinned beyond the newest this many per study to the last one of each hour; kept tables, and snapshots of any
+# other reason (first, exclusion, criteria, recompute, import, facts), always stay. 0 keeps every snapshot.
+RESULTS_SNAPSHOT_KEEP_RECENT = env.int("EVALSITE_RESULTS_SNAPSHOT_KEEP_RECENT", default=100)
+if RESULTS_SNAPSHOT_KEEP_RECENT < 0:
+    raise ImproperlyConfigured(f"EVALSITE_RESULTS_SNAPSHOT_KEEP_RECENT must be 0 or more, not {RESULTS_SNAPSHOT_KEEP_RECENT}")
 # Pages recompute a stale board themselves instead of asking a worker (tests; a site run without any worker).
 RESULTS_COMPUTE_ON_READ = env.bool("EVALSITE_RESULTS_COMPUTE_ON_READ", default=False)
 # The raw ratings export of a study with more ratings than this is written by a task on the default queue into

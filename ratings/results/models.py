@@ -21,7 +21,8 @@ class BoardSnapshot(models.Model):
 
     ``version`` is the inputs' version (``selectors.ratings_version``): two snapshots with the
     same version show the same board. ``last_rating_id`` lets a page count the ratings that
-    arrived since without counting the whole study. Past snapshots stay.
+    arrived since without counting the whole study. Past snapshots stay, but for those made after
+    new ratings, which are thinned (``snapshots.board_snapshots_thin``) unless ``kept``.
     """
 
     study = models.ForeignKey("ratings.Study", on_delete=models.CASCADE, related_name="board_snapshots")
@@ -32,6 +33,9 @@ class BoardSnapshot(models.Model):
     reason = models.CharField(max_length=16, choices=SnapshotReason.choices)
     compute_seconds = models.FloatField()
     board = models.JSONField()
+    kept = models.BooleanField(default=False, help_text=(
+        "Kept for good (a cited table): never thinned. Snapshots after new ratings are thinned to one an hour "
+        "beyond the newest EVALSITE_RESULTS_SNAPSHOT_KEEP_RECENT; every other reason stays."))
 
     class Meta:
         indexes = [models.Index(fields=["study", "-created_at"], name="results_snapshot_latest")]

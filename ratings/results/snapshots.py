@@ -6,6 +6,10 @@ study, run ``RESULTS_SNAPSHOT_DEBOUNCE_SECONDS`` after the first change, or at o
 ``RESULTS_SNAPSHOT_EVERY_RATINGS`` new ratings. An exclusion, a criterion change, an import or a
 staff "recompute" asks at once. The refresh is idempotent: same inputs' version, no new row
 (unless forced), so a task that runs twice under late acks stores one snapshot.
+
+Past snapshots stay, so a table can be cited, except those made after new ratings beyond the newest
+``RESULTS_SNAPSHOT_KEEP_RECENT``: the refresh thins them to the last one of each hour. Staff keep a table
+they cite ("Keep this table"), and a kept one is never thinned.
 """
 
 from __future__ import annotations
@@ -116,7 +120,39 @@ def board_snapshot_refresh(*, study: Study, reason: str = SnapshotReason.RATINGS
     )
     log.info("leaderboard snapshot %s of study %s: %d ratings, %.2f s (%s)", snap.pk, study.pk,
              snap.ratings_count, seconds, snap.reason)
+    board_snapshots_thin(study=study)
     return snap
+
+
+def board_snapshots_thin(*, study: Study, keep_recent: int | None = None) -> int:
+    """Delete the snapshots made after new ratings beyond the newest ``keep_recent`` (RESULTS_SNAPSHOT_KEEP_RECENT;
+    0 keeps all), but the last one of each hour. Kept snapshots and those of any other reason stay. Returns how
+    many were deleted."""
+    recent = settings.RESULTS_SNAPSHOT_KEEP_RECENT if keep_recent is None else keep_recent
+    if recent <= 0:
+        return 0
+    automatic = (BoardSnapshot.objects.filter(study=study, reason=SnapshotReason.RATINGS, kept=False)
+                 .order_by("-created_at", "-id").values_list("pk", "created_at"))
+    hours: set[datetime] = set()
+    drop = []
+    for i, (pk, created) in enumerate(automatic.iterator(chunk_size=2000)):  # newest first
+        hour = created.replace(minute=0, second=0, microsecond=0)
+        if i >= recent and hour in hours:  # an hour's newest snapshot stays
+            drop.append(pk)
+        hours.add(hour)
+    if drop:
+        BoardSnapshot.objects.filter(pk__in=drop).delete()
+        log.info("leaderboard snapshots of study %s: %d older ones thinned (one an hour kept)", study.pk, len(drop))
+    return len(drop)
+
+
+def board_snapshot_keep(*, study: Study, snapshot_id: int, kept: bool = True) -> BoardSnapshot:
+    """Keep a snapshot for good (a table cited in a report), or let it be thinned again; 404 if not this study's."""
+    updated = BoardSnapshot.objects.filter(study=study, pk=snapshot_id).update(kept=kept)
+    if not updated:
+        raise Http404("No such snapshot of this study.")
+    log.info("leaderboard snapshot %s of study %s %s", snapshot_id, study.pk, "kept" if kept else "no longer kept")
+    return BoardSnapshot.objects.defer("board").get(pk=snapshot_id)
 
 
 def board_snapshot_request(*, study_id: int, reason: str, n_ratings: int = 0, force: bool = False) -> bool:

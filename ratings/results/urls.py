@@ -6,6 +6,8 @@ app_name = "results"
 urlpatterns = [
     path("studies/<int:study_id>/leaderboard/", views.leaderboard, name="leaderboard"),
     path("studies/<int:study_id>/leaderboard/refresh/", views.leaderboard_refresh, name="leaderboard_refresh"),
+    path("studies/<int:study_id>/leaderboard/snapshots/<int:snapshot_id>/keep/", views.leaderboard_snapshot_keep,
+         name="leaderboard_snapshot_keep"),
     path("studies/<int:study_id>/leaderboard.csv", views.leaderboard_csv, name="leaderboard_csv"),
     path("studies/<int:study_id>/leaderboard-full.csv", views.leaderboard_full_csv, name="leaderboard_full_csv"),
     path("studies/<int:study_id>/differences.csv", views.differences_csv, name="differences_csv"),

@@ -165,6 +165,7 @@ def _render_board(request: HttpRequest, study: Study, *, for_staff: bool) -> Htt
         ctx.update(study=study, snapshot=view, past=bool(request.GET.get("snapshot")) and for_staff,
                    history=snapshots.board_snapshot_list(study=study) if for_staff else [],
                    debounce=settings.RESULTS_SNAPSHOT_DEBOUNCE_SECONDS,
+                   keep_recent=settings.RESULTS_SNAPSHOT_KEEP_RECENT,
                    ratings_in_background=export_files.ratings_export_in_background(
                        n_ratings=view.snapshot.ratings_count + view.new_ratings))
         response = render(request, "results/leaderboard.html", ctx)
@@ -222,6 +223,15 @@ def leaderboard_refresh(request: HttpRequest, study_id: int) -> HttpResponse:
     study = get_object_or_404(Study, pk=study_id)
     snapshots.board_snapshot_request(study_id=study.pk, reason=SnapshotReason.FORCED, force=True)
     return redirect("results:leaderboard", study_id=study.pk)
+
+
+@staff_permission_required(PERM_VIEW_RESULTS)
+@require_POST
+def leaderboard_snapshot_keep(request: HttpRequest, study_id: int, snapshot_id: int) -> HttpResponse:
+    """Staff: keep a snapshot for good (the table a report cites), or let it be thinned again (kept=0)."""
+    study = get_object_or_404(Study, pk=study_id)
+    snapshots.board_snapshot_keep(study=study, snapshot_id=snapshot_id, kept=request.POST.get("kept", "1") != "0")
+    return redirect(f"{reverse('results:leaderboard', args=[study.pk])}?snapshot={snapshot_id}")
 
 
 def _snapshot_csv(request: HttpRequest, study_id: int, *, name: str, rows_of: RowsOf) -> HttpResponseBase:

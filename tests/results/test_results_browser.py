@@ -51,6 +51,20 @@ def test_leaderboard_for_staff_and_hidden_from_panelists_until_published(page, l
     assert page.locator("#position-bias").is_visible()
     assert "Simulated:" in page.locator(".banner", has_text="Simulated:").inner_text()
 
+    # "Keep this table" beside "Recompute now" under the snapshot line: one row, apart, inside the page
+    line = page.locator("#snapshot-actions").bounding_box()
+    recompute = page.get_by_role("button", name="Recompute now").bounding_box()
+    keep = page.locator("#keep-button").bounding_box()
+    assert abs(keep["y"] - recompute["y"]) < 4 and keep["x"] >= recompute["x"] + recompute["width"]
+    assert line["x"] <= recompute["x"] and keep["x"] + keep["width"] <= page.viewport_size["width"]
+    assert line["y"] >= page.locator("#snapshot").bounding_box()["y"] + 10  # below the "As of ..." line
+    snapshot_id = page.locator("#snapshot").get_attribute("data-snapshot")
+    page.click("#keep-button")
+    page.wait_for_url(f"**/studies/{study.pk}/leaderboard/?snapshot={snapshot_id}")
+    assert page.locator("#kept").inner_text() == "Kept for good."
+    kept_row = page.locator("#snapshots tbody tr", has_text="(shown)")
+    assert kept_row.locator("td").last.inner_text() == "kept"
+
     # published after closing: the panelist's link shows the table
     study_close(study=study)
     study.results_public = True
@@ -59,4 +73,5 @@ def test_leaderboard_for_staff_and_hidden_from_panelists_until_published(page, l
     panelist_page.goto(f"{live_server.url}/r/{panelist.token}/results/")
     assert panelist_page.locator("#leaderboard tbody tr").count() == len(NAMES)
     assert "Lowest agreement" not in panelist_page.content()
+    assert panelist_page.locator("#keep-form").count() == 0 and panelist_page.get_by_text("Recompute now").count() == 0
     panelist_page.close()

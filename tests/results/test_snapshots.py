@@ -333,3 +333,65 @@ def test_copy_fetch_equals_the_cursor_fetch(study_factory):
     assert sorted(zip(got.assignment.tolist(), got.generation.tolist(), got.criterion.tolist(), got.score.tolist(),
                       got.side.tolist(), got.simulated.tolist(), strict=True)) == want
     assert not all(w[5] for w in want) and any(w[5] for w in want) and len({w[3] for w in want}) > 3
+
+
+@pytest.mark.django_db
+def test_snapshots_after_new_ratings_are_thinned_to_one_an_hour_and_kept_ones_stay(open_study, client, settings):
+    """A busy study makes a snapshot every debounce (~8,600 a day, ~65 KB each at a million ratings): beyond the
+    newest RESULTS_SNAPSHOT_KEEP_RECENT, those made after new ratings are thinned to the last of each hour. A kept
+    table (staff's "Keep this table") and snapshots of any other reason stay; the refresh thins, a page never."""
+    from datetime import timedelta
+
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    settings.RESULTS_SNAPSHOT_KEEP_RECENT = 3
+    first = snapshots.board_snapshot_refresh(study=open_study, reason=SnapshotReason.FIRST)
+    base = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
+    made = {}
+    for hour in range(5):  # four snapshots after new ratings in each of five past hours
+        for quarter in range(4):
+            snap = BoardSnapshot.objects.create(
+                study=open_study, created_at=base + timedelta(hours=hour, minutes=15 * quarter), version=f"v{hour}{quarter}",
+                ratings_count=1, reason=SnapshotReason.RATINGS, compute_seconds=0.1, board=first.board)
+            made[hour, quarter] = snap.pk
+    BoardSnapshot.objects.filter(pk=made[0, 1]).update(kept=True)  # cited in a report
+    forced = BoardSnapshot.objects.create(study=open_study, created_at=base + timedelta(minutes=50), version="f",
+                                          ratings_count=1, reason=SnapshotReason.FORCED, compute_seconds=0.1,
+                                          board=first.board)
+
+    assert snapshots.board_snapshots_thin(study=open_study) == 20 - 3 - 1 - 4  # 3 newest, 1 kept, 4 hours' last
+    left = set(BoardSnapshot.objects.filter(study=open_study).values_list("pk", flat=True))
+    newest = {made[4, 3], made[4, 2], made[4, 1]}
+    hours_last = {made[0, 3], made[1, 3], made[2, 3], made[3, 3]}
+    assert left == newest | hours_last | {made[0, 1], forced.pk, first.pk}
+    assert snapshots.board_snapshots_thin(study=open_study) == 0  # nothing twice
+    settings.RESULTS_SNAPSHOT_KEEP_RECENT = 0
+    assert snapshots.board_snapshots_thin(study=open_study, keep_recent=0) == 0  # 0 keeps every snapshot
+
+    # staff keep a table from the page (POST); a GET writes nothing; another study's snapshot is a 404
+    _staff(client)
+    url = reverse("results:leaderboard_snapshot_keep", args=[open_study.pk, made[4, 1]])
+    page_url = reverse("results:leaderboard", args=[open_study.pk]) + f"?snapshot={made[4, 1]}"
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(page_url).content.decode()
+    assert 'id="keep-button"' in page and not [q for q in queries if q["sql"].startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert client.get(url).status_code == 405
+    response = client.post(url, {"kept": "1"})
+    assert response.status_code == 302 and response["Location"] == page_url
+    assert BoardSnapshot.objects.get(pk=made[4, 1]).kept
+    page = client.get(page_url).content.decode()
+    assert 'id="kept"' in page and "Stop keeping" in page
+    assert client.post(reverse("results:leaderboard_snapshot_keep", args=[open_study.pk + 999, made[4, 1]])).status_code == 404
+    assert client.post(reverse("results:leaderboard_snapshot_keep", args=[open_study.pk, 10**9])).status_code == 404
+    client.post(url, {"kept": "0"})
+    assert not BoardSnapshot.objects.get(pk=made[4, 1]).kept
+
+    # the refresh thins after storing its snapshot
+    settings.RESULTS_SNAPSHOT_KEEP_RECENT = 1
+    answer(open_study)
+    latest = snapshots.board_snapshot_refresh(study=open_study)
+    assert latest.reason == SnapshotReason.RATINGS
+    automatic = list(BoardSnapshot.objects.filter(study=open_study, reason=SnapshotReason.RATINGS, kept=False)
+                     .values_list("pk", flat=True))
+    assert latest.pk in automatic and made[4, 2] not in automatic and made[0, 3] in automatic

@@ -46,6 +46,7 @@ EXPECTED = {
     "ratings:panelist_manage": {PERM_MANAGE_STUDY},
     "results:leaderboard_csv": {PERM_VIEW_RESULTS},
     "results:leaderboard_refresh": {PERM_VIEW_RESULTS},  # issue 17: recompute the snapshot now
+    "results:leaderboard_snapshot_keep": {PERM_VIEW_RESULTS},  # keep a cited table from thinning
     "results:differences_csv": {PERM_VIEW_RESULTS},
     "results:leaderboard_full_csv": {PERM_VIEW_RESULTS},  # issue 17: the whole board in long form
     "results:ratings_csv": {PERM_EXPORT_RATINGS},
