@@ -243,8 +243,15 @@ def _snapshot_csv(request: HttpRequest, study_id: int, *, name: str, rows_of: Ro
     if view is None:
         return _snapshot_missing()
     header, rows = rows_of(view.board, request.GET.get("estimand") or None)
-    return _csv_response(filename=f"{name}-{study.pk}-{slugify(study.name)}.csv", header=header, rows=rows,
-                         bom=_wants_bom(request))
+    snap = view.snapshot
+    # the file names its snapshot (a table passed around later can be traced back and reopened with ?snapshot=ID)
+    response = _csv_response(filename=f"{name}-{study.pk}-{slugify(study.name)}-snapshot-{snap.pk}.csv",
+                             header=header, rows=rows, bom=_wants_bom(request))
+    response["X-Evalsite-Snapshot"] = str(snap.pk)
+    response["X-Evalsite-Snapshot-Taken"] = snap.created_at.isoformat(timespec="seconds")
+    response["X-Evalsite-Snapshot-Ratings"] = str(snap.ratings_count)
+    response["X-Evalsite-New-Ratings"] = str(view.new_ratings)  # stored after the snapshot was taken
+    return response
 
 
 @staff_permission_required(PERM_VIEW_RESULTS)

@@ -152,6 +152,12 @@ def test_the_view_serves_the_snapshot_and_writes_what_the_command_writes(filled,
     assert response.status_code == 200 and response.streaming
     assert response["Content-Type"].startswith("text/csv")
     assert f"leaderboard-full-{study.pk}-" in response["Content-Disposition"]
+    # the file names its snapshot; the headers say when it was taken and what arrived since
+    assert response["Content-Disposition"].endswith(f'-snapshot-{first.pk}.csv"')
+    assert response["X-Evalsite-Snapshot"] == str(first.pk)
+    assert response["X-Evalsite-Snapshot-Taken"] == first.created_at.isoformat(timespec="seconds")
+    assert response["X-Evalsite-Snapshot-Ratings"] == str(first.ratings_count)
+    assert response["X-Evalsite-New-Ratings"] == "0"
     body = b"".join(response.streaming_content).decode()
     assert body == _command(study, "full")  # one writer: the command's rows, byte for byte
     with_bom = b"".join(client.get(url + "?bom=1").streaming_content).decode()
@@ -163,8 +169,10 @@ def test_the_view_serves_the_snapshot_and_writes_what_the_command_writes(filled,
     second = snapshots.board_snapshot_refresh(study=study, reason=SnapshotReason.EXCLUSION)
     assert second.pk != first.pk
     latest = b"".join(client.get(url).streaming_content).decode()
-    past = b"".join(client.get(f"{url}?snapshot={first.pk}").streaming_content).decode()
+    past_response = client.get(f"{url}?snapshot={first.pk}")
+    past = b"".join(past_response.streaming_content).decode()
     assert past == body != latest
+    assert past_response["X-Evalsite-Snapshot"] == str(first.pk) != str(second.pk)
     header, rows = leaderboard_full_rows(board=board_from_dict(second.board))
     assert _dicts(latest) == [dict(zip(header, map(str, r), strict=True)) for r in rows]
 
