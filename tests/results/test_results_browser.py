@@ -51,6 +51,18 @@ def test_leaderboard_for_staff_and_hidden_from_panelists_until_published(page, l
     assert page.locator("#position-bias").is_visible()
     assert "Simulated:" in page.locator(".banner", has_text="Simulated:").inner_text()
 
+    # at 1280 px the score table fits its card without scrolling; any wider table scrolls inside its card
+    page.set_viewport_size({"width": 1280, "height": 800})
+    assert page.locator("#leaderboard-scroll").evaluate("e => e.scrollWidth <= e.clientWidth")
+    for table in page.locator("section.card table").all():
+        box = table.bounding_box()
+        card = table.locator("xpath=ancestor::section[1]").bounding_box()
+        if box["x"] + box["width"] > card["x"] + card["width"] + 1:
+            wrapper = table.locator("xpath=..")
+            assert "scroll-x" in (wrapper.get_attribute("class") or ""), table.inner_text()[:80]
+            outer = wrapper.bounding_box()
+            assert outer["x"] + outer["width"] <= card["x"] + card["width"] + 1
+
     # "Keep this table" beside "Recompute now" under the snapshot line: one row, apart, inside the page
     line = page.locator("#snapshot-actions").bounding_box()
     recompute = page.get_by_role("button", name="Recompute now").bounding_box()
