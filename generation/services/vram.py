@@ -142,7 +142,6 @@ def _heartbeat(*, profile_id: int, interval: float | None = None) -> Iterator[No
         thread.join(timeout=30)
 
 
-
 def _finish(*, profile_id: int, status: str, report: dict[str, Any] | None = None, error: str = "",
             gpu_name: str = "") -> None:
     fields: dict[str, Any] = {"status": status, "error": error[:4000], "finished_at": timezone.now()}

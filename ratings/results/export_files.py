@@ -132,13 +132,13 @@ def export_file_write(*, export_id: int) -> ExportFile | None:
         ExportFile.objects.filter(pk=export_id).update(status=ExportStatus.DONE, rows=rows, file=saved,
                                                        size_bytes=size, finished_at=timezone.now())
         log.info("export %s of study %s written: %d rows, %d bytes (%s)", export_id, study.pk, rows, size, saved)
-        export_files_prune(study=study, kind=export.kind)
     except Exception as exc:  # noqa: BLE001 - the row says why; the worker lives on
         log.exception("export %s of study %s failed", export_id, study.pk)
-        if saved:
-            default_storage.delete(saved)
+        export_file_delete_stored(name=saved)
         ExportFile.objects.filter(pk=export_id).update(status=ExportStatus.FAILED, finished_at=timezone.now(),
                                                        error=f"{type(exc).__name__}: {exc}"[:4000])
+    else:  # outside the try: a failure to delete an older file must not fail (and delete) the new one
+        export_files_prune(study=study, kind=export.kind)
     return ExportFile.objects.get(pk=export_id)
 
 
@@ -150,10 +150,10 @@ def export_files_prune(*, study: Study, kind: str = ExportKind.RATINGS, keep: in
     if keep <= 0:
         return 0
     older = list(ExportFile.objects.filter(study=study, kind=kind, status=ExportStatus.DONE).exclude(file="")
-                 .order_by("-finished_at", "-id")[keep:])
-    for export in older:
-        export_file_delete_stored(name=export.file.name)
-        ExportFile.objects.filter(pk=export.pk).update(file="")
+                 .order_by("-finished_at", "-id").values_list("pk", "file")[keep:])
+    for _, name in older:
+        export_file_delete_stored(name=name)
+    ExportFile.objects.filter(pk__in=[pk for pk, _ in older]).update(file="")
     if older:
         log.info("exports of study %s: %d older %s file(s) deleted, %d kept", study.pk, len(older), kind, keep)
     return len(older)
