@@ -63,6 +63,11 @@ def test_leaderboard_for_staff_and_hidden_from_panelists_until_published(page, l
             outer = wrapper.bounding_box()
             assert outer["x"] + outer["width"] <= card["x"] + card["width"] + 1
 
+    # on a phone nothing widens the page: wide tables scroll inside their cards, the grids stack
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 800})
+
     # "Keep this table" beside "Recompute now" under the snapshot line: one row, apart, inside the page
     line = page.locator("#snapshot-actions").bounding_box()
     recompute = page.get_by_role("button", name="Recompute now").bounding_box()
